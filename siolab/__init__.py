@@ -1,0 +1,25 @@
+"""siolab: learn how Socket.IO works by watching it work.
+
+``lab = await siolab.start()`` runs a python-socketio server behind a recording tap on
+the kernel's loop; ``await lab.client("alice")`` connects a client through it; every
+packet on the wire lands in ``lab.trace``, decoded. ``siolab.explain("42[...]")``
+breaks any packet into its fields.
+"""
+from __future__ import annotations
+
+from .protocol import explain
+from .trace import Record, Trace
+
+__all__ = ["start", "Lab", "Tap", "explain", "Record", "Trace", "current", "open_labs"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the lab and the tap pull in python-socketio and aiohttp: import them on first use
+    if name in ("start", "Lab", "current", "open_labs"):
+        from . import lab
+        return getattr(lab, name)
+    if name == "Tap":
+        from .tap import Tap
+        return Tap
+    raise AttributeError(f"module 'siolab' has no attribute {name!r}")

@@ -1,0 +1,131 @@
+"""``python -m siolab trace URL`` runs the tap in front of any server; ``demo`` runs the seed's chat."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import IO
+
+from . import protocol
+from .trace import Record, Trace, record_to_json
+
+
+def _printer(out: IO[str], jsonl: IO[str] | None):
+    def on_record(record: Record) -> None:
+        out.write(str(record) + "\n")
+        out.flush()
+        if jsonl is not None:
+            jsonl.write(json.dumps(record_to_json(record), ensure_ascii=False, default=repr) + "\n")
+            jsonl.flush()
+    return on_record
+
+
+async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
+    from .tap import Tap, upstream_of
+    upstream = upstream_of(args.url)
+    layer = "engine.io" if args.engineio else "socket.io"
+    trace = Trace(limit=args.limit)
+    jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None
+    trace.subscribe(_printer(out, jsonl))
+    tap = Tap(upstream, trace, host=args.host, port=args.listen or 0, layer=layer)
+    await tap.start()
+    out.write(f"siolab tap: listening on {tap.url} -> relaying to {upstream} (Ctrl-C to stop)\n")
+    out.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await tap.close()
+        if jsonl is not None:
+            jsonl.close()
+        out.write(f"siolab tap: stopped after {len(trace)} records\n")
+        out.flush()
+    return 0
+
+
+DEMO_NOTES = {
+    ("open", None): "handshake: the server opens an Engine.IO session (sid, upgrades, pingInterval, pingTimeout)",
+    ("ping", None): "heartbeat: the server pings every pingInterval",
+    ("pong", None): "heartbeat: the client answers within pingTimeout",
+    ("upgrade", None): "upgrade: from now on this client uses the WebSocket only",
+    ("noop", None): "noop: ends the pending long-poll during the upgrade",
+    ("message", "connect"): "Socket.IO CONNECT to a namespace (the answer carries the Socket.IO sid)",
+    ("message", "event"): "Socket.IO EVENT",
+    ("message", "disconnect"): "Socket.IO DISCONNECT",
+    ("close", None): "Engine.IO close",
+}
+
+
+async def demo_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
+    """The seed's chat: connection, newClient -> initialChatList, message -> broadcast, disconnect."""
+    from .lab import start
+    lab = await start(ping_interval=1, ping_timeout=1)
+    try:
+        chat: list[dict] = []
+
+        @lab.server.on("newClient")
+        async def new_client(sid, data):
+            await lab.server.emit("initialChatList", chat, to=sid)
+
+        @lab.server.on("message")
+        async def message(sid, data):
+            chat.append(data)
+            await lab.server.emit("message", chat)
+
+        alice = await lab.client("alice")
+        bob = await lab.client("bob", transports=["polling"])
+        await alice.emit("newClient", "alice")
+        await bob.emit("newClient", "bob")
+        await asyncio.sleep(0.3)
+        await alice.emit("message", {"name": "alice", "message": "hello"})
+        await lab.trace.wait_for(event="message", dir="s2c", client="bob")
+        await asyncio.sleep(1.2)  # one heartbeat
+        await alice.disconnect()
+        await bob.disconnect()
+    finally:
+        await lab.close()
+    out.write("siolab demo: the seed's chat, traced (time, client, direction, transport, HTTP, raw, meaning)\n\n")
+    for record in lab.trace:
+        out.write(str(record) + "\n")
+        note = DEMO_NOTES.get((record.eio, record.sio))
+        if record.raw in ("2probe", "3probe"):
+            note = "upgrade probe: checks that the new WebSocket works before switching to it"
+        if record.kind == "packet" and note:
+            out.write(f"{'':10}^ {note}\n")
+    out.write("\nexplain('42[\"message\",...]'):\n")
+    out.write(str(protocol.explain('42["message",{"name":"alice","message":"hello"}]')) + "\n")
+    out.flush()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m siolab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("trace", help="run the recording tap in front of any Socket.IO server")
+    t.add_argument("url", help="the server, e.g. http://127.0.0.1:3000")
+    t.add_argument("--listen", type=int, default=0, help="port to listen on (default: a free port)")
+    t.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    t.add_argument("--jsonl", help="also append every record to this JSON Lines file")
+    t.add_argument("--limit", type=int, default=100_000, help="records kept in memory")
+    t.add_argument("--engineio", action="store_true", help="decode Engine.IO only (an Engine.IO-only server)")
+    sub.add_parser("demo", help="run the seed's chat in-process and print the annotated trace")
+    e = sub.add_parser("explain", help="explain one packet, e.g. '421[\"chat\",\"hi\"]'")
+    e.add_argument("packet")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "explain":
+        print(protocol.explain(args.packet))
+        return 0
+    command = trace_command if args.command == "trace" else demo_command
+    try:
+        return asyncio.run(command(args))
+    except KeyboardInterrupt:
+        return 130

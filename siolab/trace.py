@@ -1,0 +1,381 @@
+"""Records of what crossed the wire, and the bounded Trace that stores them.
+
+A ``Record`` is frozen; a ``Trace`` is append-only (bounded: the oldest records
+are dropped past ``limit`` and counted in ``dropped``), filterable, observable by
+listeners (the live views) and exportable as JSON Lines.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import io
+import json
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Iterable, Iterator
+
+from . import protocol
+
+KINDS = ("packet", "http", "ws", "fault", "error", "log")
+JSONL_KEYS = ("t", "kind", "dir", "transport", "http", "raw", "binary", "eio", "sio", "nsp", "ack",
+              "event", "args", "attachments", "sid", "client", "error", "note")
+ARROWS = {"c2s": "->", "s2c": "<-", None: "  "}
+DEFAULT_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One thing seen on the wire: a packet, an HTTP exchange, a WebSocket open/close, a fault, an error.
+
+    ``kind`` says which; ``eio``/``sio`` are lowercase type names (``open``...``noop``,
+    ``connect``...``binary_ack``) or None; ``error`` is set only for invalid or refused traffic.
+    """
+
+    t: float
+    kind: str = "packet"
+    dir: str | None = None
+    transport: str | None = None
+    http: dict | None = None
+    raw: str | None = None
+    binary: bool = False
+    eio: str | None = None
+    sio: str | None = None
+    nsp: str | None = None
+    ack: int | None = None
+    event: str | None = None
+    args: list | None = None
+    attachments: int = 0
+    sid: str | None = None
+    client: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def data(self) -> Any:
+        """The decoded data of the Engine.IO packet (e.g. the open packet's dict)."""
+        if self.raw is None or self.binary:
+            return None
+        return protocol.decode_eio(self.raw).data
+
+    @property
+    def meaning(self) -> str:
+        """A short plain-English meaning: ``MESSAGE EVENT 'chat' ack 1``."""
+        if self.kind == "http" and self.eio is None:
+            status = (self.http or {}).get("status")
+            what = f"HTTP {self.http.get('method', '')} {status or ''}".strip() if self.http else "HTTP"
+            return f"{what}: {self.note or self.raw or ''}".strip(": ") if (self.note or self.raw) else what
+        if self.kind in ("ws", "fault", "error", "log"):
+            return f"{self.kind}: {self.note or ''}"
+        if self.binary:
+            return "binary attachment"
+        parts = [p.upper() for p in (self.eio, self.sio) if p]
+        if self.nsp and self.nsp != "/":
+            parts.append(self.nsp)
+        if self.event is not None:
+            parts.append(repr(self.event))
+        if self.ack is not None:
+            parts.append(f"ack {self.ack}")
+        if self.eio == "ping" and self.raw == "2probe" or self.eio == "pong" and self.raw == "3probe":
+            parts.append("probe")
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        method = ""
+        if self.http:
+            method = f"{self.http.get('method') or ''} {self.http.get('status') or ''}".strip()
+        raw = _shorten(self.raw if self.raw is not None else "", 48)
+        line = (f"{self.t:8.3f}  {(self.client or '-'):<8} {ARROWS.get(self.dir, '  ')} "
+                f"{(self.transport or '-'):<9} {method:<8} {raw:<50} {self.meaning}")
+        if self.error:
+            line += f"  !! {self.error}"
+        return line.rstrip()
+
+    def to_json(self) -> dict:
+        """The JSON Lines object for this record (stable keys; binary raw is base64)."""
+        return {k: getattr(self, k) for k in JSONL_KEYS}
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = text.replace("\x1e", "\\x1e")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def matches(record: Record, where: Callable[[Record], bool] | None = None, **criteria: Any) -> bool:
+    """True when every criterion equals the record's attribute (a tuple/set/list means 'any of')."""
+    for key, want in criteria.items():
+        have = getattr(record, key)
+        if isinstance(want, (tuple, set, frozenset, list)):
+            if have not in want:
+                return False
+        elif have != want:
+            return False
+    return where is None or bool(where(record))
+
+
+class Trace:
+    """Append-only, bounded store of Records with listeners and JSON Lines export."""
+
+    def __init__(self, limit: int | None = DEFAULT_LIMIT) -> None:
+        self.limit = limit
+        self._records: deque[Record] = deque(maxlen=limit)
+        self.dropped = 0
+        self.t0 = time.monotonic()
+        self._listeners: list[Callable[[Record], None]] = []
+        self.listener_errors = 0
+        self._waiters: list[tuple[dict, Callable | None, asyncio.Future]] = []
+
+    # -- writing
+    def now(self) -> float:
+        """Seconds since the trace started (monotonic)."""
+        return time.monotonic() - self.t0
+
+    def append(self, record: Record) -> Record:
+        if self.limit is not None and len(self._records) == self.limit:
+            self.dropped += 1
+        self._records.append(record)
+        for listener in tuple(self._listeners):
+            try:
+                listener(record)
+            except Exception:  # a broken view must not break the tap
+                self.listener_errors += 1
+        if self._waiters:
+            self._wake(record)
+        return record
+
+    def add(self, **values: Any) -> Record:
+        """Append a record built from keyword values, stamped with ``now()`` unless ``t`` is given."""
+        values.setdefault("t", self.now())
+        return self.append(Record(**values))
+
+    def clear(self) -> None:
+        """Forget every record (listeners stay; the dropped count resets)."""
+        self._records.clear()
+        self.dropped = 0
+
+    # -- listening
+    def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:
+        """Call ``listener(record)`` for each new record; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+        return unsubscribe
+
+    def _wake(self, record: Record) -> None:
+        for item in tuple(self._waiters):
+            criteria, where, fut = item
+            if not fut.done() and matches(record, where, **criteria):
+                fut.set_result(record)
+            if fut.done():
+                self._waiters.remove(item)
+
+    async def wait_for(self, timeout: float = 5.0, where: Callable[[Record], bool] | None = None,
+                       **criteria: Any) -> Record:
+        """Wait until a record matching the criteria is in the trace (one already there counts)."""
+        found = self.first(where=where, **criteria)
+        if found is not None:
+            return found
+        fut = asyncio.get_running_loop().create_future()
+        item = (criteria, where, fut)
+        self._waiters.append(item)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no record with {_describe(criteria, where)} within {timeout} s; "
+                                 f"last records:\n{self.tail(8)}") from None
+        finally:
+            if item in self._waiters:
+                self._waiters.remove(item)
+
+    # -- reading
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(tuple(self._records))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self._records)[index]
+        return self._records[index]
+
+    def filter(self, where: Callable[[Record], bool] | None = None, **criteria: Any) -> "Trace":
+        """A new (unbounded) Trace with the matching records, in order."""
+        out = Trace(limit=None)
+        out.t0 = self.t0
+        out._records.extend(r for r in self._records if matches(r, where, **criteria))
+        return out
+
+    def find(self, where: Callable[[Record], bool] | None = None, **criteria: Any) -> list[Record]:
+        """Every matching record, in order."""
+        return [r for r in self._records if matches(r, where, **criteria)]
+
+    def first(self, where: Callable[[Record], bool] | None = None, **criteria: Any) -> Record | None:
+        return next((r for r in self._records if matches(r, where, **criteria)), None)
+
+    def expect(self, where: Callable[[Record], bool] | None = None, **criteria: Any) -> Record:
+        """The first matching record; an AssertionError that shows the trace's tail if none matches."""
+        found = self.first(where=where, **criteria)
+        if found is None:
+            raise AssertionError(f"no record with {_describe(criteria, where)}; last records:\n{self.tail(8)}")
+        return found
+
+    def since(self, mark: float) -> "Trace":
+        """The records at or after time ``mark`` (e.g. ``t = lab.trace.now()`` taken before an action)."""
+        return self.filter(where=lambda r: r.t >= mark)
+
+    def packets(self, **criteria: Any) -> list[Record]:
+        """Only Engine.IO packets (no HTTP-only, WebSocket, fault or error records)."""
+        return self.find(kind="packet", **criteria)
+
+    def raws(self, **criteria: Any) -> list[str]:
+        """The raw text of the matching packets, in order: handy for asserting a sequence."""
+        return [r.raw for r in self.find(kind="packet", **criteria)]
+
+    # -- showing
+    def table(self, limit: int | None = 200, hide_heartbeats: bool = False) -> str:
+        rows = [r for r in self._records if not (hide_heartbeats and r.eio in ("ping", "pong")
+                                                  and r.raw in ("2", "3"))]
+        head = f"{'time':>8}  {'client':<8} dir {'transport':<9} {'http':<8} {'raw':<50} meaning"
+        lines = [head]
+        if self.dropped:
+            lines.append(f"({self.dropped} older records were dropped by the trace's limit of {self.limit})")
+        if limit is not None and len(rows) > limit:
+            lines.append(f"({len(rows) - limit} earlier records not shown)")
+            rows = rows[-limit:]
+        lines += [str(r) for r in rows]
+        return "\n".join(lines)
+
+    def tail(self, n: int = 10) -> str:
+        return "\n".join(str(r) for r in list(self._records)[-n:])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return f"<Trace {len(self)} records, {self.dropped} dropped>"
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = []
+        for r in list(self._records)[-200:]:
+            err = f"<br><span style='color:#c62828'>{esc(r.error)}</span>" if r.error else ""
+            http_ = esc(f"{(r.http or {}).get('method') or ''} {(r.http or {}).get('status') or ''}")
+            rows.append(
+                f"<tr><td>{r.t:.3f}</td><td>{esc(r.client or '')}</td><td>{esc(ARROWS.get(r.dir, ''))}</td>"
+                f"<td>{esc(r.transport or '')}</td><td>{http_}</td>"
+                f"<td><code>{esc(_shorten(r.raw or '', 80))}</code></td><td>{esc(r.meaning)}{err}</td></tr>")
+        note = ""
+        if self.dropped:
+            note = f"<p>{self.dropped} older records were dropped by the trace's limit of {self.limit}.</p>"
+        if len(self) > 200:
+            note += f"<p>Showing the last 200 of {len(self)} records.</p>"
+        return (note + "<table><thead><tr><th>time</th><th>client</th><th></th><th>transport</th><th>http</th>"
+                "<th>raw</th><th>meaning</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+    def view(self, **options: Any):
+        """The live trace view (a widget that grows as packets pass)."""
+        from .widgets import TraceView
+        return TraceView(self, **options)
+
+    def sequence(self, **options: Any):
+        """A client/server sequence diagram of this trace."""
+        from .widgets import SequenceDiagram
+        return SequenceDiagram(self, **options)
+
+    # -- JSON Lines
+    def to_jsonl(self, target: str | os.PathLike | io.TextIOBase | None = None) -> str | None:
+        """Write one JSON object per record; returns the text when no target is given."""
+        lines = (json.dumps(record_to_json(r), ensure_ascii=False, default=_json_default) + "\n"
+                 for r in self._records)
+        if target is None:
+            return "".join(lines)
+        if isinstance(target, (str, os.PathLike)):
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.writelines(lines)
+        else:
+            target.writelines(lines)
+        return None
+
+    @classmethod
+    def from_jsonl(cls, source: str | os.PathLike | Iterable[str], limit: int | None = None) -> "Trace":
+        """Read a JSON Lines trace (untrusted: each line is parsed as JSON and checked, never evaluated)."""
+        if isinstance(source, (str, os.PathLike)) and os.path.exists(source):
+            with open(source, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        elif isinstance(source, str):
+            lines = source.splitlines()
+        else:
+            lines = list(source)
+        trace = cls(limit=limit)
+        problems = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                trace._records.append(record_from_json(json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"line {number}: {exc}")
+        if problems:
+            raise ValueError("invalid JSON Lines trace:\n" + "\n".join(problems[:20]))
+        return trace
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return protocol.attachment_marker(value)
+    return repr(value)
+
+
+def record_to_json(record: Record) -> dict:
+    return record.to_json()
+
+
+_TYPES = {f.name: f.type for f in fields(Record)}
+
+
+def record_from_json(obj: Any) -> Record:
+    """Check one JSON object against the record format and build the Record (raises ValueError)."""
+    if not isinstance(obj, dict):
+        raise ValueError("a record is a JSON object")
+    unknown = set(obj) - set(JSONL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    if not isinstance(obj.get("t"), (int, float)) or isinstance(obj.get("t"), bool):
+        raise ValueError("'t' must be a number")
+    checks = {
+        "kind": (str,), "dir": (str, type(None)), "transport": (str, type(None)), "http": (dict, type(None)),
+        "raw": (str, type(None)), "binary": (bool,), "eio": (str, type(None)), "sio": (str, type(None)),
+        "nsp": (str, type(None)), "ack": (int, type(None)), "event": (str, type(None)),
+        "args": (list, type(None)), "attachments": (int,), "sid": (str, type(None)),
+        "client": (str, type(None)), "error": (str, type(None)), "note": (str, type(None)),
+    }
+    for key, allowed in checks.items():
+        if key in obj and not isinstance(obj[key], allowed):
+            raise ValueError(f"'{key}' has the wrong type ({type(obj[key]).__name__})")
+    if obj.get("kind", "packet") not in KINDS:
+        raise ValueError(f"'kind' must be one of {KINDS}")
+    if obj.get("dir") not in ("c2s", "s2c", None):
+        raise ValueError("'dir' must be 'c2s', 's2c' or null")
+    if obj.get("eio") not in protocol.EIO_TYPES + (None,):
+        raise ValueError("'eio' must be an Engine.IO type name or null")
+    if obj.get("sio") not in protocol.SIO_TYPES + (None,):
+        raise ValueError("'sio' must be a Socket.IO type name or null")
+    if obj.get("binary") and obj.get("raw") is not None:
+        try:
+            base64.b64decode(obj["raw"], validate=True)
+        except ValueError:
+            raise ValueError("binary 'raw' must be base64") from None
+    return Record(**obj)
+
+
+def _describe(criteria: dict, where: Callable | None) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in criteria.items()) or "any fields"
+    return text + (" and a where= condition" if where else "")
+
+
+__all__ = ["Record", "Trace", "matches", "record_from_json", "record_to_json", "replace", "KINDS", "JSONL_KEYS"]
