@@ -55,13 +55,16 @@ def _logger(trace: Trace, name: str, client: str | None, side: str) -> logging.L
 
 
 class _Tasks:
-    """Remembers the background tasks a library object starts, so close() can cancel leftovers.
+    """Remembers the background tasks a library object starts, so close() can cancel leftovers,
+    and records the exception of any that fails (python-socketio runs event handlers as such tasks,
+    so an exception in a handler would otherwise only reach asyncio's "never retrieved" log).
 
     python-engineio's ``AsyncServer.shutdown()`` does not cancel its per-session ping tasks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trace: Trace, client: str | None, side: str) -> None:
         self.tasks: set[asyncio.Task] = set()
+        self.trace, self.client, self.side = trace, client, side
 
     def track(self, owner: Any) -> None:
         original = owner.start_background_task
@@ -69,9 +72,18 @@ class _Tasks:
         def start_background_task(target, *args, **kwargs):
             task = original(target, *args, **kwargs)
             self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(self._done)
             return task
         owner.start_background_task = start_background_task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.trace.add(kind="error", client=self.client, note=f"{self.side}: exception in a handler\n{tb}".rstrip(),
+                       error=f"exception in a {self.side} handler: {exc.__class__.__name__}: {exc}")
 
     async def cancel(self) -> None:
         pending = [t for t in self.tasks if not t.done()]
@@ -103,7 +115,7 @@ class Lab:
         log = _logger(self.trace, "siolab.server", None, "server")
         self.server = socketio.AsyncServer(async_mode="aiohttp", logger=log, engineio_logger=log,
                                            **self._server_options)
-        self._tasks = _Tasks()
+        self._tasks = _Tasks(self.trace, None, "server")
         self._tasks.track(self.server.eio)
         self.app = web.Application()
         self.server.attach(self.app)
@@ -228,7 +240,7 @@ class Lab:
         log = _logger(self.trace, f"siolab.client.{name}", name, f"client {name}")
         client = socketio.AsyncClient(logger=log, engineio_logger=log, **client_options)
         client.siolab_name = name
-        client._siolab_tasks = _Tasks()
+        client._siolab_tasks = _Tasks(self.trace, name, f"client {name}")
         client._siolab_tasks.track(client.eio)
         client._siolab_connect = dict(transports=transports, namespaces=namespaces, auth=auth,
                                       headers={**(headers or {}), CLIENT_HEADER: name}, wait_timeout=wait_timeout)

@@ -1,0 +1,82 @@
+"""python -m siolab: the demo prints an annotated trace; trace relays any server and flushes as it goes."""
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import socketio
+from aiohttp import web
+
+import siolab
+
+
+def run(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "siolab", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_prints_the_annotated_chat():
+    out = run("demo")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for needle in ("OPEN", "2probe", "3probe", "UPGRADE", '42["newClient","alice"]', "initialChatList",
+                   '42["message",{"name":"alice","message":"hello"}]', "PING", "PONG", "^ handshake",
+                   "Socket.IO 2 EVENT"):
+        assert needle in text, needle
+    # the broadcast reached both users: once over the WebSocket, once in a long-poll response
+    lines = [line for line in text.splitlines() if '42["message",[' in line]
+    assert any("alice" in line and "websocket" in line for line in lines)
+    assert any("bob" in line and "polling" in line for line in lines)
+    assert "!!" not in "\n".join(line for line in text.splitlines() if "OPEN" in line)
+
+
+def test_explain_subcommand():
+    out = run("explain", '421["chat","hi"]')
+    assert out.returncode == 0 and "ack id 1" in out.stdout
+
+
+async def test_trace_command_relays_flushes_and_stops_on_sigterm(tmp_path):
+    # a server with a custom path, not the lab's
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    app = web.Application()
+    sio.attach(app, socketio_path="custom")
+
+    @sio.on("echo")
+    async def echo(sid, data):
+        return data
+
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    jsonl = tmp_path / "t.jsonl"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "siolab", "trace", f"http://127.0.0.1:{port}", "--jsonl", str(jsonl),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        first = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert "listening on http://127.0.0.1:" in first
+        url = first.split("listening on ")[1].split()[0]
+        client = socketio.AsyncClient()
+        await client.connect(url, socketio_path="custom", wait_timeout=5)
+        assert await client.call("echo", "hi", timeout=5) == "hi"
+        await client.disconnect()
+        # lines arrive while the tap runs (flushed per record)
+        seen = ""
+        while '43' not in seen:
+            seen += (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        assert any(r["eio"] == "open" for r in records)
+        assert any(r["raw"] == '421["echo","hi"]' for r in records)
+        assert all(r["client"] is None for r in records)
+        assert all("/custom/" in r["http"]["path"] for r in records if r["http"])
+        proc.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(proc.stdout.read(), 10)).decode()
+        assert await proc.wait() == 0
+        assert "stopped after" in rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await sio.shutdown()
+        await runner.cleanup()

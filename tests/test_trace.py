@@ -1,0 +1,98 @@
+"""The Trace store: bounds, filters, waiting, listeners, JSON Lines export and untrusted import."""
+import asyncio
+import json
+
+import pytest
+
+from siolab.trace import JSONL_KEYS, Record, Trace
+
+
+def make(n=5, **kw):
+    trace = Trace(**kw)
+    for i in range(n):
+        trace.add(t=float(i), dir="c2s" if i % 2 else "s2c", transport="websocket", raw=f"42[\"e{i}\"]",
+                  eio="message", sio="event", event=f"e{i}", args=[], client="alice" if i < 3 else "bob")
+    return trace
+
+
+def test_bound_drops_oldest_and_counts_them():
+    trace = make(10, limit=4)
+    assert len(trace) == 4 and trace.dropped == 6
+    assert [r.event for r in trace] == ["e6", "e7", "e8", "e9"]
+    assert "6 older records were dropped" in trace.table()
+    assert "6 older records were dropped" in trace._repr_html_()
+
+
+def test_filter_find_expect():
+    trace = make()
+    assert [r.event for r in trace.find(client="alice")] == ["e0", "e1", "e2"]
+    assert len(trace.filter(client="bob", dir="c2s")) == 1
+    assert trace.first(event=("e3", "e4")).event == "e3"
+    assert trace.expect(event="e4").client == "bob"
+    with pytest.raises(AssertionError, match="no record with event='nope'"):
+        trace.expect(event="nope")
+    assert trace.raws(client="bob") == ['42["e3"]', '42["e4"]']
+    assert [r.event for r in trace.since(3.0)] == ["e3", "e4"]
+
+
+async def test_wait_for_wakes_on_append_and_times_out():
+    trace = Trace()
+    waiter = asyncio.ensure_future(trace.wait_for(timeout=2, event="late"))
+    await asyncio.sleep(0.01)
+    trace.add(kind="packet", event="late")
+    assert (await waiter).event == "late"
+    with pytest.raises(AssertionError, match="within 0.05 s"):
+        await trace.wait_for(timeout=0.05, event="never")
+
+
+def test_listeners_get_every_record_and_a_broken_one_is_contained():
+    trace = Trace()
+    seen = []
+    unsubscribe = trace.subscribe(seen.append)
+    trace.subscribe(lambda r: 1 / 0)
+    trace.add(raw="2")
+    unsubscribe()
+    trace.add(raw="3")
+    assert [r.raw for r in seen] == ["2"]
+    assert trace.listener_errors == 2
+
+
+def test_jsonl_round_trip_has_stable_keys(tmp_path):
+    trace = make(3)
+    trace.add(kind="packet", raw="AQID", binary=True, eio="message", note="attachment 0")
+    path = tmp_path / "t.jsonl"
+    trace.to_jsonl(path)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4
+    assert list(json.loads(lines[0])) == list(JSONL_KEYS)
+    back = Trace.from_jsonl(path)
+    assert list(back) == list(trace)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("not json", "line 2"), ('{"t": "x"}', "'t' must be a number"), ('{"t": 1, "evil": 1}', "unknown keys"),
+    ('{"t": 1, "dir": "up"}', "'dir'"), ('{"t": 1, "eio": "bogus"}', "'eio'"), ("[1, 2]", "JSON object"),
+    ('{"t": 1, "binary": true, "raw": "***"}', "base64"), ('{"t": 1, "args": "x"}', "'args'"),
+])
+def test_jsonl_import_rejects_bad_lines_with_line_numbers(line, words):
+    text = '{"t": 0.5, "raw": "2", "eio": "ping"}\n' + line + "\n"
+    with pytest.raises(ValueError) as info:
+        Trace.from_jsonl(text)
+    assert "line 2" in str(info.value) and words in str(info.value)
+
+
+def test_html_escapes_wire_text():
+    trace = Trace()
+    evil = '<img src=x onerror=alert(1)>'
+    trace.add(raw=f'42["{evil}"]', event=evil, client="</td><script>x</script>", eio="message", sio="event")
+    html = trace._repr_html_()
+    assert "<img" not in html and "<script>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_record_line_is_readable():
+    r = Record(t=1.5, dir="c2s", transport="polling", http={"method": "POST", "path": "/", "status": None},
+               raw='421["chat","hi"]', eio="message", sio="event", event="chat", ack=1, client="alice")
+    line = str(r)
+    assert "1.500" in line and "alice" in line and "->" in line and "POST" in line
+    assert "MESSAGE EVENT 'chat' ack 1" in line
