@@ -152,6 +152,17 @@ class Lab:
 
     async def stop_server(self) -> None:
         """Stop the server abruptly, as if its process died: connections drop, sessions are lost."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            # Like a crash: the port stops accepting and every open connection (long-polls, WebSockets)
+            # drops at once. Closing the sessions first would let the still-running server answer
+            # 400 "Invalid session", and aiohttp's graceful cleanup would hold WebSockets open ~1 s.
+            for site in list(runner.sites):
+                await site.stop()
+            for handler in list(runner.server.connections if runner.server is not None else ()):
+                if handler.transport is not None:
+                    handler.transport.abort()
+            self.trace.add(kind="log", note=f"server on port {self.server_port} stopped")
         eio = self.server.eio
         for sock in list(eio.sockets.values()):
             try:
@@ -160,10 +171,8 @@ class Lab:
                 pass
         eio.sockets.clear()
         await self._tasks.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        self.trace.add(kind="log", note=f"server on port {self.server_port} stopped")
+        if runner is not None:
+            await runner.cleanup()
         # a fresh app: aiohttp apps cannot be started twice
         self.app = web.Application()
         self.server.attach(self.app)
