@@ -143,7 +143,25 @@ def decode_eio(raw: str | bytes | bytearray) -> EioPacket:
         if missing:
             return EioPacket(raw=raw, type=name, data=data,
                              error="open packet is missing " + ", ".join(missing))
+        wrong = _open_field_errors(data)
+        if wrong:
+            return EioPacket(raw=raw, type=name, data=data, error="open packet: " + "; ".join(wrong))
     return EioPacket(raw=raw, type=name, data=data)
+
+
+def _open_field_errors(data: dict) -> list[str]:
+    """What is wrong with the types in an open packet (a misbehaving server may send anything)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    wrong = []
+    if not isinstance(data["sid"], str) or not data["sid"]:
+        wrong.append("sid must be a non-empty string")
+    if not isinstance(data["upgrades"], list) or not all(isinstance(u, str) for u in data["upgrades"]):
+        wrong.append('upgrades must be a list of transport names (e.g. ["websocket"])')
+    for key in ("pingInterval", "pingTimeout", "maxPayload"):
+        if key in data and not number(data[key]):
+            wrong.append(f"{key} must be a number of milliseconds (bytes for maxPayload)")
+    return wrong
 
 
 def decode_payload(body: str | bytes | bytearray) -> tuple[list[EioPacket], str | None]:
@@ -187,11 +205,18 @@ def _placeholders(data: Any) -> list[int]:
 
 
 def _check_sio(name: str, data: Any, attachments: int) -> str | None:
-    """The protocol's rules on each packet type's payload (the library's parser does not check them)."""
+    """The protocol's rules on each packet type's payload (the library's parser does not check them).
+
+    Like the official socket.io-parser, a packet with no payload at all is not checked.
+    """
+    if data is None and name not in ("binary_event", "binary_ack"):
+        return None
+    if name == "disconnect":
+        return "DISCONNECT carries no payload"
     if name in ("event", "binary_event"):
         if not isinstance(data, list) or not data:
             return f"{name.upper()} payload must be a non-empty array [name, ...args]"
-        if not isinstance(data[0], str):
+        if not isinstance(data[0], (str, int, float)) or isinstance(data[0], bool):
             return f"{name.upper()} name (first element) must be a string"
     if name in ("ack", "binary_ack") and not isinstance(data, list):
         return f"{name.upper()} payload must be an array of arguments"
@@ -205,6 +230,8 @@ def _check_sio(name: str, data: Any, attachments: int) -> str | None:
         nums = _placeholders(data)
         if attachments < 1:
             return f"{name.upper()} must announce its attachment count ('<n>-')"
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+            return f"{name.upper()} has a placeholder whose num is not an integer: {_short(nums, 80)}"
         if sorted(nums) != list(range(attachments)):
             return (f"{name.upper()} announces {attachments} attachment(s) but its placeholders "
                     f"are numbered {sorted(nums)}")
@@ -226,16 +253,45 @@ def decode_sio(text: Any) -> SioPacket:
         return SioPacket(raw=text, type=name, error=f"cannot decode {name.upper()}: {exc}")
     except Exception as exc:  # any other refusal by the library's parser
         return SioPacket(raw=text, type=name, error=f"Socket.IO parser: {exc!r}")
-    nsp = pkt.namespace or "/"
-    if pkt.namespace and not _NSP_CHARS.match(pkt.namespace):
+    nsp = _wire_namespace(text) or "/"  # python-socketio drops a '?query' from it; show the wire's
+    if pkt.namespace and "," not in text and not _NSP_CHARS.match(nsp):
         return SioPacket(raw=text, type=name, nsp=_short(nsp, 40),
                          error="namespace without a comma: '/name' must be followed by ',' before the data")
     attachments = getattr(pkt, "attachment_count", 0) or 0
     if attachments and name not in ("binary_event", "binary_ack"):
         return SioPacket(raw=text, type=name, nsp=nsp, error=f"{name.upper()} cannot carry attachments")
-    error = _check_sio(name, pkt.data, attachments)
+    error = _check_sio(name, pkt.data, attachments) or _not_json(text, pkt.data)
     return SioPacket(raw=text, type=name, nsp=nsp, ack=pkt.id, attachments=attachments,
                      data=pkt.data, error=error)
+
+
+def _not_json(text: str, data: Any) -> str | None:
+    """Python's json accepts NaN and Infinity; JSON (and JavaScript's JSON.parse) does not."""
+    if "NaN" not in text and "Infinity" not in text:
+        return None
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
+            return ("the data is not valid JSON: NaN and Infinity are not JSON values (Python's json reads them, "
+                    "JavaScript's JSON.parse refuses them)")
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return None
+
+
+def _wire_namespace(text: str) -> str | None:
+    """The namespace exactly as written: after the type and attachment count, up to the first comma."""
+    rest = text[1:]
+    dash = rest.find("-")
+    if dash > 0 and rest[:dash].isdigit():
+        rest = rest[dash + 1:]
+    if not rest.startswith("/"):
+        return None
+    comma = rest.find(",")
+    return rest if comma == -1 else rest[:comma]
 
 
 def attachment_marker(data: bytes) -> str:
@@ -248,7 +304,7 @@ def fill_placeholders(data: Any, attachments: list[bytes]) -> Any:
     markers = [attachment_marker(a) for a in attachments]
     try:
         return sio_packet.Packet.reconstruct_binary(data, markers)
-    except (IndexError, TypeError):
+    except (IndexError, TypeError, KeyError, RecursionError):  # RecursionError: absurdly deep arrays
         return data
 
 
@@ -414,9 +470,9 @@ def _explain_sio(raw: str, offset: int, sio: SioPacket) -> list[Field]:
                         pos, pos + 1))
     pos += 1
     if sio.attachments:
-        n = str(sio.attachments)
-        fields.append(Field("attachments", n + "-", f"{n} binary attachment(s) follow as separate packets",
-                            pos, pos + len(n) + 1))
+        n = _digits(raw, pos)  # as written: '01-' is 1 attachment too
+        fields.append(Field("attachments", n + "-", f"{sio.attachments} binary attachment(s) follow as separate "
+                            "packets", pos, pos + len(n) + 1))
         pos += len(n) + 1
     if raw.startswith("/", pos):
         comma = raw.find(",", pos)
@@ -426,11 +482,11 @@ def _explain_sio(raw: str, offset: int, sio: SioPacket) -> list[Field]:
     else:
         fields.append(Field("namespace", "", "namespace / (the default, not written on the wire)"))
     if sio.ack is not None:
-        a = str(sio.ack)
+        a, n = _digits(raw, pos), sio.ack  # as written: '001' is ack id 1
         if sio.type in ("ack", "binary_ack"):
-            meaning = f"ack id {a}: this answers the event sent with ack id {a}"
+            meaning = f"ack id {n}: this answers the event sent with ack id {n}"
         else:
-            meaning = f"ack id {a}: the sender wants an acknowledgement (answered by an ACK with id {a})"
+            meaning = f"ack id {n}: the sender wants an acknowledgement (answered by an ACK with id {n})"
         fields.append(Field("ack id", a, meaning, pos, pos + len(a)))
         pos += len(a)
     if pos < len(raw):
@@ -448,6 +504,13 @@ def _explain_sio(raw: str, offset: int, sio: SioPacket) -> list[Field]:
             meaning = "JSON data"
         fields.append(Field("data", body, meaning, pos, len(raw)))
     return fields
+
+
+def _digits(raw: str, pos: int) -> str:
+    end = pos
+    while end < len(raw) and raw[end] in "0123456789":
+        end += 1
+    return raw[pos:end]
 
 
 def explain(raw: str | bytes, layer: str = "engine.io") -> Explanation:

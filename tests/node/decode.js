@@ -9,6 +9,7 @@
 //   {"kind": "payload", "raw": "4a\x1e4b"}   engine.io-parser decodePayload
 //       -> [{"type": ..., "data": ...}, ...]
 //   {"kind": "sio", "raw": "2[\"a\"]"}       socket.io-parser Decoder
+//       ("raw" is the Socket.IO packet alone, without the Engine.IO "4")
 //       -> {"type": n, "nsp": ..., "id": n|null, "data": ...|null}
 //       -> {"pending_attachments": n}   when it waits for binary attachments
 //          (optional "attachments_b64": [...] are fed to the decoder after

@@ -21,7 +21,11 @@ const opts = parseServerArgs({
   path: "/engine.io/",
 });
 
-const httpServer = http.createServer();
+// Requests outside the engine's path get a 404 instead of hanging.
+const httpServer = http.createServer((req, res) => {
+  res.writeHead(404, { "Content-Type": "text/plain" });
+  res.end("not found\n");
+});
 const eio = engine.attach(httpServer, {
   path: opts.path,
   pingInterval: opts.pingInterval,
