@@ -10,7 +10,7 @@ from __future__ import annotations
 from .protocol import explain
 from .trace import Record, Trace
 
-__all__ = ["start", "Lab", "Tap", "explain", "Record", "Trace", "current", "open_labs"]
+__all__ = ["start", "Lab", "Tap", "explain", "check", "Record", "Trace", "current", "open_labs"]
 __version__ = "0.1.0"
 
 
@@ -19,6 +19,9 @@ def __getattr__(name: str):
     if name in ("start", "Lab", "current", "open_labs"):
         from . import lab
         return getattr(lab, name)
+    if name == "check":
+        from .check import check
+        return check
     if name == "Tap":
         from .tap import Tap
         return Tap

@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=100_000, help="records kept in memory")
     t.add_argument("--engineio", action="store_true", help="decode Engine.IO only (an Engine.IO-only server)")
     sub.add_parser("demo", help="run the seed's chat in-process and print the annotated trace")
+    c = sub.add_parser("check", help="probe a live server against the protocol's rules (exit 1 if one fails)")
+    c.add_argument("url")
+    c.add_argument("--path", default="/socket.io/")
+    c.add_argument("--echo-event", default="echo", help="an event the server acknowledges (for the ack rules)")
+    c.add_argument("--max-wait", type=float, default=5.0, help="skip rules that take longer (the heartbeat)")
     e = sub.add_parser("explain", help="explain one packet, e.g. '421[\"chat\",\"hi\"]'")
     e.add_argument("packet")
     return parser
@@ -124,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         print(protocol.explain(args.packet))
         return 0
+    if args.command == "check":
+        from .check import check
+        report = asyncio.run(check(args.url, path=args.path, echo_event=args.echo_event, max_wait=args.max_wait))
+        print(report.table())
+        return 0 if report.ok else 1
     command = trace_command if args.command == "trace" else demo_command
     try:
         return asyncio.run(command(args))
