@@ -16,6 +16,7 @@ import socketio
 from engineio import packet as eio_packet
 from aiohttp import web
 
+from .server import SpecServer
 from .tap import CLIENT_HEADER, Tap
 from .trace import DEFAULT_LIMIT, Trace
 
@@ -97,23 +98,21 @@ class _Tasks:
 class Lab:
     """A Socket.IO server with the recording tap in front and named clients, on the running loop."""
 
-    def __init__(self, *, ping_interval: int = 5, ping_timeout: int = 5, host: str = "127.0.0.1",
+    def __init__(self, *, ping_interval: float = 5, ping_timeout: float = 5, host: str = "127.0.0.1",
                  trace_limit: int | None = DEFAULT_LIMIT, cors_allowed_origins: Any = None,
                  **server_options: Any) -> None:
         for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
-            if float(value) != int(value) or value <= 0:
-                raise ValueError(f"{name}={value!r}: use a whole number of seconds. python-engineio advertises "
-                                 f"int(interval) * 1000 ms, so a fractional value would tell clients something "
-                                 f"different from what the server does.")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}={value!r}: a positive number of seconds, e.g. 1 or 0.5")
         if host not in LOCAL_HOSTS:
             logging.getLogger("siolab").warning("the lab binds %s: it is reachable from other machines", host)
         self.host = host
         self.trace = Trace(limit=trace_limit)
-        self.ping_interval, self.ping_timeout = int(ping_interval), int(ping_timeout)
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self._server_options = dict(server_options, ping_interval=self.ping_interval,
                                     ping_timeout=self.ping_timeout, cors_allowed_origins=cors_allowed_origins)
         log = _logger(self.trace, "siolab.server", None, "server")
-        self.server = socketio.AsyncServer(async_mode="aiohttp", logger=log, engineio_logger=log,
+        self.server = SpecServer(async_mode="aiohttp", logger=log, engineio_logger=log,
                                            **self._server_options)
         self._tasks = _Tasks(self.trace, None, "server")
         self._tasks.track(self.server.eio)
