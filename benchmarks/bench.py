@@ -1,0 +1,343 @@
+"""siolab's benchmark: what tracing costs, how the trace store and views scale, how fast the lessons run.
+
+    .venv/bin/python benchmarks/bench.py [--quick] [--only tap,store,view,lessons]
+
+Every ratio is measured side by side in one run: configurations alternate within each repeat and the
+medians of the repeats are compared. The pure byte relay (an asyncio TCP forwarder that parses
+nothing) is the physical limit of any extra hop, so the tap is judged against it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import socketio
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from servers import start_relay  # noqa: E402
+
+VERDICTS: list[tuple[str, bool]] = []
+
+
+def verdict(name: str, ok: bool, detail: str) -> None:
+    VERDICTS.append((name, ok))
+    print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def child(*args: str, announce: bool = True):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE if announce else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        port = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["port"] if announce else None
+        yield port
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def wait_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+# ------------------------------------------------------------------ workloads
+
+async def round_trips(url: str, transports: list[str], seconds: float) -> tuple[float, list[float]]:
+    """One client calling an echo event back to back: (round trips per second, latencies in s)."""
+    client = socketio.AsyncClient()
+    await client.connect(url, transports=transports, wait_timeout=10)
+    loop = asyncio.get_running_loop()
+    for _ in range(20):  # warm up
+        await client.call("echo", "x", timeout=10)
+    latencies = []
+    start = loop.time()
+    while loop.time() - start < seconds:
+        t = loop.time()
+        await client.call("echo", "x", timeout=10)
+        latencies.append(loop.time() - t)
+    elapsed = loop.time() - start
+    await disconnect(client)
+    return len(latencies) / elapsed, latencies
+
+
+async def one_way(url: str, transports: list[str], clients: int, per_client: int) -> float:
+    """``clients`` clients emitting ``per_client`` events each, as fast as they can: events per second."""
+    cs = [socketio.AsyncClient() for _ in range(clients)]
+    await asyncio.gather(*(c.connect(url, transports=transports, wait_timeout=10) for c in cs))
+    base = await cs[0].call("count", timeout=10)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def blast(c):
+        for i in range(per_client):
+            await c.emit("one", i)
+            if i % 15 == 14:
+                # python-engineio refuses a polling POST of more than 16 packets: keep batches under that
+                await c.call("count", timeout=30)
+    await asyncio.gather(*(blast(c) for c in cs))
+    target = base + clients * per_client
+    while await cs[0].call("count", timeout=30) < target:
+        await asyncio.sleep(0.005)
+    elapsed = loop.time() - start
+    await asyncio.gather(*(disconnect(c) for c in cs))
+    return clients * per_client / elapsed
+
+
+async def disconnect(client: socketio.AsyncClient) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), 2)
+    except (asyncio.TimeoutError, Exception):
+        pass
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# ------------------------------------------------------------------ 1-3: tap overhead
+
+async def measure_configs(configs: dict[str, str], transports: list[str], repeats: int, seconds: float,
+                          oneway_n: int) -> dict[str, dict]:
+    results = {name: {"rt": [], "lat": [], "ow": []} for name in configs}
+    for _ in range(repeats):
+        for name, url in configs.items():  # alternate configurations within each repeat
+            rate, lat = await round_trips(url, transports, seconds)
+            results[name]["rt"].append(rate)
+            results[name]["lat"].extend(lat)
+        for name, url in configs.items():
+            results[name]["ow"].append(await one_way(url, transports, 10, oneway_n))
+    return results
+
+
+def report_configs(title: str, results: dict[str, dict], transport: str, target: float) -> None:
+    print(f"\n{title}", flush=True)
+    med = {n: statistics.median(r["rt"]) for n, r in results.items()}
+    ow = {n: statistics.median(r["ow"]) for n, r in results.items()}
+    p50 = {n: pct(r["lat"], 0.5) * 1000 for n, r in results.items()}
+    p99 = {n: pct(r["lat"], 0.99) * 1000 for n, r in results.items()}
+    print(f"  {'config':<12} {'round trips/s':>14} {'events/s (10 clients)':>22} {'p50 ms':>8} {'p99 ms':>8}")
+    for n in results:
+        print(f"  {n:<12} {med[n]:>14.0f} {ow[n]:>22.0f} {p50[n]:>8.3f} {p99[n]:>8.3f}")
+    d = "direct"
+    for n in results:
+        if n != d:
+            print(f"  {n}/direct: round trips {med[n] / med[d]:.2f}, events {ow[n] / ow[d]:.2f}")
+    ratio = med["tap"] / med["relay"]
+    verdict(f"{transport} tap >= {target} x byte relay (round trips)", ratio >= target,
+            f"{ratio:.2f} (tap {med['tap']:.0f}/s, relay {med['relay']:.0f}/s)")
+    if "tap-off" in results:
+        cost = 1 - med["tap"] / med["tap-off"]
+        verdict(f"{transport} tracing on vs off costs <= 10%", cost <= 0.10, f"{cost * 100:.1f}%")
+    added = p50["tap"] - p50["relay"]
+    verdict(f"{transport} added p50 latency over the relay < 0.5 ms", added < 0.5, f"{added:.3f} ms")
+
+
+async def bench_tap(args) -> None:
+    import siolab
+    from siolab.tap import Tap
+    from siolab.trace import Trace
+    repeats, seconds, oneway_n = (3, 0.5, 100) if args.quick else (5, 1.0, 300)
+    tap_params = Tap.__init__.__code__.co_varnames
+    for transport, target in (("websocket", 0.9), ("polling", 0.8)):
+        transports = [transport]
+        # placement 1: server, relay and CLI tap each in their own process; clients here
+        async with child(str(HERE / "servers.py"), "server") as server_port:
+            async with child(str(HERE / "servers.py"), "relay", str(server_port)) as relay_port:
+                tap_port = free_port()
+                async with child("-m", "siolab", "trace", f"http://127.0.0.1:{server_port}",
+                                 "--listen", str(tap_port), announce=False):
+                    await wait_port(tap_port)
+                    configs = {"direct": f"http://127.0.0.1:{server_port}",
+                               "relay": f"http://127.0.0.1:{relay_port}",
+                               "tap": f"http://127.0.0.1:{tap_port}"}
+                    results = await measure_configs(configs, transports, repeats, seconds, oneway_n)
+        report_configs(f"[{transport}] separate processes: server | relay or CLI tap (prints every record) | "
+                       f"clients", results, transport + " (processes)", target)
+        # placement 2: the in-kernel lab: server, tap and clients on one loop
+        lab = await siolab.start(ping_interval=25, ping_timeout=20, max_http_buffer_size=10**7)
+        counts = {"one": 0}
+
+        @lab.server.on("echo")
+        async def echo(sid, data):
+            return data
+
+        @lab.server.on("one")
+        async def one(sid, data):
+            counts["one"] += 1
+
+        @lab.server.on("count")
+        async def count(sid):
+            return counts["one"]
+        relay = await start_relay(lab.server_port)
+        configs = {"direct": lab.server_url, "relay": f"http://127.0.0.1:{relay.sockets[0].getsockname()[1]}",
+                   "tap": lab.url}
+        off = None
+        if "record" in tap_params:
+            off = await Tap(lab.server_url, Trace(), record=False).start()
+            configs["tap-off"] = off.url
+        results = await measure_configs(configs, transports, repeats, seconds, oneway_n)
+        records = len(lab.trace)
+        relay.close()
+        await relay.wait_closed()
+        if off is not None:
+            await off.close()
+        await lab.close()
+        report_configs(f"[{transport}] in-kernel lab: server, relay/tap and clients on one loop "
+                       f"({records} records traced)", results, transport + " (in-kernel)", target)
+
+
+# ------------------------------------------------------------------ 4: trace store
+
+def bench_store(args) -> None:
+    from siolab.trace import Record, Trace
+    n = 100_000
+    print(f"\ntrace store ({n} records)", flush=True)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    trace = Trace(limit=None)
+    t = time.perf_counter()
+    for i in range(n):
+        trace.append(Record(t=i * 0.001, kind="packet", dir="c2s" if i % 2 else "s2c", transport="websocket",
+                            raw=f'42["chat",{{"user":"alice","text":"message number {i}"}}]', eio="message",
+                            sio="event", nsp="/", event="chat", args=[{"user": "alice", "text": f"message number {i}"}],
+                            sid="lv_VI97HAXpY6yYWAAAC", client="alice"))
+    append_s = time.perf_counter() - t
+    per_record = (tracemalloc.get_traced_memory()[0] - before) / n
+    tracemalloc.stop()
+    print(f"  memory per record: {per_record:.0f} bytes; append: {append_s / n * 1e6:.2f} µs per record "
+          f"(incl. building it)")
+    verdict("a record costs under 1 KB", per_record < 1024, f"{per_record:.0f} bytes")
+    from siolab.trace import DEFAULT_LIMIT
+    bound_mb = per_record * DEFAULT_LIMIT / 1e6
+    verdict("the default bound keeps a trace under 200 MB", bound_mb < 200,
+            f"{DEFAULT_LIMIT} records x {per_record:.0f} B = {bound_mb:.0f} MB")
+    t = time.perf_counter()
+    hits = trace.find(dir="c2s", event="chat")
+    print(f"  filter (dir + event) over {n}: {(time.perf_counter() - t) * 1000:.1f} ms ({len(hits)} hits)")
+    t = time.perf_counter()
+    text = trace.to_jsonl()
+    print(f"  export JSON Lines: {(time.perf_counter() - t) * 1000:.0f} ms ({len(text) / 1e6:.1f} MB)")
+
+
+# ------------------------------------------------------------------ 5: live view
+
+async def bench_view(args) -> None:
+    try:
+        from siolab.widgets import TraceView
+    except Exception as exc:
+        print(f"\nlive view: not measured ({exc.__class__.__name__}: {exc})")
+        return
+    from siolab.trace import Record, Trace
+    print("\nlive view: cost of taking 1,000 new records into a view", flush=True)
+
+    def rec(i):
+        return Record(t=i * 0.001, kind="packet", dir="c2s", transport="websocket", raw=f'42["n",{i}]',
+                      eio="message", sio="event", event="n", args=[i], client="alice")
+    costs = {}
+    for size in (1_000, 50_000):
+        trace = Trace(limit=None)
+        for i in range(size):
+            trace.append(rec(i))
+        view = TraceView(trace)
+        sent = []
+        view.send = lambda msg, buffers=None, sent=sent: sent.append(len(json.dumps(msg, default=str)))
+        flush = getattr(view, "flush", None) or getattr(view, "_flush")
+        samples = []
+        for rep in range(5):
+            sent.clear()
+            t = time.perf_counter()
+            for i in range(1_000):
+                trace.append(rec(size + rep * 1000 + i))
+            flush()
+            samples.append(time.perf_counter() - t)
+        costs[size] = statistics.median(samples)
+        print(f"  trace of {size:>6}: {costs[size] * 1000:.2f} ms kernel-side, {sum(sent)} bytes to the front end")
+        view.close()
+    ratio = costs[50_000] / costs[1_000]
+    verdict("a view update costs the same at 50,000 records as at 1,000", ratio < 1.5, f"ratio {ratio:.2f}")
+
+
+# ------------------------------------------------------------------ 6: lessons
+
+def bench_lessons(args) -> None:
+    print("\nlessons", flush=True)
+    times = []
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import siolab"], capture_output=True,
+                             text=True, cwd=ROOT)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import siolab"], cwd=ROOT, check=True)
+        times.append(time.perf_counter() - t)
+        base = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times[-1] -= time.perf_counter() - base
+    imp = statistics.median(times)
+    verdict("import siolab under 0.5 s", imp < 0.5, f"{imp:.3f} s (interpreter start-up subtracted)")
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if args.quick:
+        notebooks = notebooks[:2]
+    for nb in notebooks:
+        t = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(nb)],
+                             cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        verdict(f"{nb.name} under 20 s", wall < 20 and res.returncode == 0,
+                f"{wall:.1f} s under nbval{'' if res.returncode == 0 else ' (FAILED)'}")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
+    parser.add_argument("--only", default="tap,store,view,lessons")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    print(f"siolab benchmark — {time.strftime('%Y-%m-%d')}, python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores, {'quick' if args.quick else 'full'} run", flush=True)
+    if "tap" in parts:
+        await bench_tap(args)
+    if "store" in parts:
+        bench_store(args)
+    if "view" in parts:
+        await bench_view(args)
+    if "lessons" in parts:
+        bench_lessons(args)
+    failed = [n for n, ok in VERDICTS if not ok]
+    print(f"\n{len(VERDICTS) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
