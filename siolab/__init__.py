@@ -20,7 +20,7 @@ def __getattr__(name: str):
         from . import lab
         return getattr(lab, name)
     if name == "check":
-        from .check import check
+        from .conformance import check
         return check
     if name == "Tap":
         from .tap import Tap

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(protocol.explain(args.packet))
         return 0
     if args.command == "check":
-        from .check import check
+        from .conformance import check
         report = asyncio.run(check(args.url, path=args.path, echo_event=args.echo_event, max_wait=args.max_wait))
         print(report.table())
         return 0 if report.ok else 1

@@ -8,10 +8,7 @@ answer: it says what it expected instead. Truth about packets comes from ``siola
 
 Lessons and their checks::
 
-    01 first chat           check_chat(answers, clients)
-    02 handshake            check_handshake(answers, open_packet)
-    03 transports, upgrade  check_upgrade(answers)
-    04 heartbeat            check_heartbeat(answers, ping_interval, ping_timeout)
+    00-04                   self_check(answer, expected_or_test)   (one answer at a time)
     05 packet numbers       check_decoding(answers)      (DECODING_EXERCISE lists packets to try)
     06 acks and binary      check_acks(answers)
     07 namespaces, rooms    check_rooms(answers)
@@ -482,95 +479,27 @@ def check_reconnection(answers: Any) -> Feedback:
     ])
 
 
-# ---------------------------------------------------------------- lessons 01-04 (they use analysis.self_check today)
-
-
-def _open_data(open_packet: Any) -> dict | None:
-    if isinstance(open_packet, dict):
-        return open_packet
-    raw = getattr(open_packet, "raw", open_packet)
-    if isinstance(raw, str):
-        data = explain(raw).data
-        return data if isinstance(data, dict) else None
-    return None
-
-
-def check_handshake(answers: Any, open_packet: Any) -> Feedback:
-    """Lesson 02: read ``sid``, ``pingInterval``, ``pingTimeout`` and ``upgrades`` out of the open
-    packet (a Record, its raw text or its dict)."""
-    data = _open_data(open_packet)
-    if data is None:
-        fb = Feedback("The handshake")
-        fb.items.append(Item("note", "I need the open packet to check against: pass the trace record "
-                                     "(lab.trace.first(eio='open')) or its raw text '0{...}'."))
-        return fb
-
-    def ms(key: str) -> Grader:
-        inner = equals(data.get(key), f"{key} is in milliseconds: {data.get(key)} ms.")
-
-        def grade(answer: Any) -> tuple[bool, str]:
-            ok, message = inner(answer)
-            if not ok and _number(answer) is not None and _number(answer) * 1000 == data.get(key):
-                return False, "Almost: the open packet gives it in milliseconds, not seconds."
-            return ok, message if ok else f"Not quite: look for \"{key}\" in the open packet's JSON."
-        return grade
-
-    def upgrades(answer: Any) -> tuple[bool, str]:
-        want = data.get("upgrades")
-        have = [answer] if isinstance(answer, str) else answer
-        if isinstance(have, (list, tuple)) and [_norm(x) for x in have] == [_norm(x) for x in want or []]:
-            return True, f"Right: the server offers {want} as a better transport."
-        return False, "Not quite: the open packet's \"upgrades\" list is what the server offers."
-
-    return _run("The handshake", answers, [
-        Question("sid", equals(str(data.get("sid")), "Every later request carries it as ?sid=...",
-                               "Copy the \"sid\" value of the open packet.")),
-        Question("pingInterval", ms("pingInterval")),
-        Question("pingTimeout", ms("pingTimeout")),
-        Question("upgrades", upgrades),
-    ])
-
-
-def check_upgrade(answers: Any) -> Feedback:
-    """Lesson 03: ``first_transport``; ``probe_sequence`` (the raw packets over the new WebSocket,
-    in order, before the client uses it); ``noop`` (the packet that ends a pending long-poll)."""
-    return _run("Transports and the upgrade", answers, [
-        Question("first_transport", equals("polling", "The client starts on HTTP long-polling, which works "
-                                                      "everywhere, then tries the WebSocket.",
-                                           "Look at the first request in the trace: its transport.")),
-        Question("probe_sequence", equals(["2probe", "3probe", "5"],
-                                          "PING 'probe', PONG 'probe', then UPGRADE.",
-                                          "The client tests the WebSocket with a ping carrying 'probe'.")),
-        Question("noop", equals("6", "6 is NOOP: it ends the pending long-poll so the polling transport "
-                                     "can be closed.", "Which Engine.IO type means 'no operation'?")),
-    ])
-
-
-def check_heartbeat(answers: Any, ping_interval: float, ping_timeout: float) -> Feedback:
-    """Lesson 04: ``who_pings`` ('server' or 'client'), ``ping_raw``, ``pong_raw`` and
-    ``client_gives_up_after`` (seconds without a PING before the client considers the link dead)."""
-    total = ping_interval + ping_timeout
-    return _run("The heartbeat", answers, [
-        Question("who_pings", equals("server", "In Engine.IO v4 the server sends PING and the client answers.",
-                                     "Look at the direction of the '2' packets in the trace.")),
-        Question("ping_raw", equals("2", "2 is PING.", "Engine.IO type numbers: 2 and 3.")),
-        Question("pong_raw", equals("3", "3 is PONG.", "Engine.IO type numbers: 2 and 3.")),
-        Question("client_gives_up_after", equals(total, f"pingInterval + pingTimeout = {total:g} s.",
-                                                 "The client waits one interval for the ping, plus the "
-                                                 "timeout.")),
-    ])
-
-
-def check_chat(answers: Any, clients: int) -> Feedback:
-    """Lesson 01: with ``clients`` connected, one chat message broadcast to all: ``c2s_packets``
-    (packets the sender sends) and ``s2c_packets`` (packets the server sends)."""
-    return _run("The chat", answers, [
-        Question("c2s_packets", equals(1, "The sender emits one EVENT.", "Count the '42' going to the server.")),
-        Question("s2c_packets", equals(clients, f"A broadcast is one packet per client: {clients}.",
-                                       "The server writes a separate copy to every connected client.")),
-    ])
-
-
 __all__ = ["Feedback", "Item", "Question", "check", "equals", "one_of", "packet", "DECODING_EXERCISE",
-           "check_decoding", "check_acks", "check_rooms", "check_reconnection", "check_handshake",
-           "check_upgrade", "check_heartbeat", "check_chat"]
+           "check_decoding", "check_acks", "check_rooms", "check_reconnection", "self_check"]
+
+
+def self_check(answer: Any, check: Callable[[Any], bool] | Any, *, hint: str = "", why: str = "") -> bool | None:
+    """Tell the learner kindly whether ``answer`` is right; ``None`` means "not answered yet".
+
+    ``check`` is the expected value or a function of the answer that returns True when it is right.
+    Never raises: a wrong answer is a hint, not an error.
+    """
+    if answer is None:
+        print("Not answered yet: replace None with your answer and run the cell again." +
+              (f"\nHint: {hint}" if hint else ""))
+        return None
+    try:
+        ok = bool(check(answer)) if callable(check) else answer == check
+    except Exception as exc:  # a malformed answer is a hint too
+        ok = False
+        hint = f"{hint} (checking your answer raised {exc.__class__.__name__}: {exc})".strip()
+    if ok:
+        print("Right! " + why if why else "Right!")
+    else:
+        print(f"Not quite: {answer!r} is not it." + (f"\nHint: {hint}" if hint else ""))
+    return ok

@@ -5,7 +5,7 @@ import sys
 
 from conftest import needs_node
 from node_fixtures import node_server
-from siolab.check import PASS, RULES, check
+from siolab.conformance import PASS, RULES, check
 
 # What python-engineio 4.15 / python-socketio 5.18 do differently from the protocol documents.
 PYTHON_DEVIATIONS = {
@@ -53,3 +53,9 @@ def test_cli_check_exits_non_zero_on_failure():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "FAIL" in out.stdout and "handshake" in out.stdout
+
+
+async def test_siolab_check_stays_the_function_after_import(lab):
+    import siolab
+    import siolab.conformance  # noqa: F401  (importing the module must not shadow the function)
+    assert callable(siolab.check) and siolab.check is siolab.conformance.check
