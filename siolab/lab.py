@@ -146,8 +146,11 @@ class Lab:
         self._runner = web.AppRunner(self.app, shutdown_timeout=0.5, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.server_port or 0, reuse_address=True)
+        restart = self.server_port is not None
         await site.start()
         self.server_port = self._runner.addresses[0][1]
+        if restart:
+            self.trace.add(kind="log", note=f"server on port {self.server_port} started again")
 
     async def stop_server(self) -> None:
         """Stop the server abruptly, as if its process died: connections drop, sessions are lost."""
@@ -177,9 +180,10 @@ class Lab:
         self.server.attach(self.app)
 
     async def restart_server(self) -> None:
-        await self.stop_server() if self._runner is not None else None
+        """Stop the server (if it runs) and start it again on the same port."""
+        if self._runner is not None:
+            await self.stop_server()
         await self.start_server()
-        self.trace.add(kind="log", note=f"server on port {self.server_port} started again")
 
     async def close(self) -> None:
         """Disconnect the clients, shut the server down, stop the tap; leaves no task, socket or port."""

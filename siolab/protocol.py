@@ -55,6 +55,8 @@ SIO_MEANING = {
     "binary_event": "an event whose arguments contain binary data; the attachments follow as separate packets",
     "binary_ack": "an acknowledgement containing binary data; the attachments follow",
 }
+# Names the official socket.io-parser refuses as event names (they have a meaning of their own).
+RESERVED_EVENTS = ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
 _V3_FRAMING = re.compile(r"^\d+:")
 _NSP_CHARS = re.compile(r"^/[^\[\]{}\"]*$")
 
@@ -218,6 +220,8 @@ def _check_sio(name: str, data: Any, attachments: int) -> str | None:
             return f"{name.upper()} payload must be a non-empty array [name, ...args]"
         if not isinstance(data[0], (str, int, float)) or isinstance(data[0], bool):
             return f"{name.upper()} name (first element) must be a string"
+        if data[0] in RESERVED_EVENTS:
+            return f"{data[0]!r} is a reserved event name: it has a special meaning and cannot be emitted"
     if name in ("ack", "binary_ack") and not isinstance(data, list):
         return f"{name.upper()} payload must be an array of arguments"
     if name == "connect" and data is not None and not isinstance(data, dict):
@@ -342,7 +346,9 @@ class Reassembler:
                 out.extend(self._complete())
             return out
         if self.pending is not None:
-            out.extend(self.flush("the next packet arrived before every attachment"))
+            out.extend(self.flush("the next packet arrived before every attachment (a receiver may take that "
+                                  "packet as the attachment, as python-socketio does, or close the connection, "
+                                  "as Node.js does)"))
         decoded = decode(pkt)
         if decoded.sio is not None and decoded.sio.attachments and decoded.error is None:
             self.pending = (tag, decoded)
@@ -396,11 +402,17 @@ def explain_refusal(status: int, body: str) -> str:
     if "session" in low and ("invalid" in low or "unknown" in low):
         hint = (" - the server has no session with this sid (expired, closed, or it lives in another "
                 "server process: 'Session ID unknown' behind a load balancer without sticky sessions)")
-    elif "protocol version" in low or "eio" in low:
+    elif "session is disconnected" in low or "not connected" in low:
+        hint = (" - this session is over (the client sent close, or the server ended it, e.g. after a ping "
+                "timeout); a client has to start again with a new handshake")
+    elif "protocol version" in low or "eio" in low or "unsupported version" in low:
         hint = " - the client speaks another Engine.IO protocol version (v4 is EIO=4)"
     elif "transport" in low:
         hint = " - the transport query parameter is missing or not one the server allows"
-    elif status == 403 or "origin" in low:
+    elif "origin" in low:
+        hint = (" - refused because of the request's Origin header (CORS): the server accepts only the origins "
+                "in its cors_allowed_origins (same origin by default in python-engineio)")
+    elif status == 403:
         hint = " - refused by the server (often CORS: the Origin is not allowed)"
     elif "too large" in low or status == 413:
         hint = " - the body is larger than the server's maxPayload"
