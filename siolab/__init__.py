@@ -22,6 +22,9 @@ def __getattr__(name: str):
     if name == "check":
         from .conformance import check
         return check
+    if name in ("widgets", "analysis", "exercises", "timeline", "reference", "conformance"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
     if name == "Tap":
         from .tap import Tap
         return Tap
