@@ -92,6 +92,10 @@ class Faults:
             event.set()
             self.trace.add(kind="fault", client=client, note=f"relaying resumed for {client or 'every client'}")
 
+    def paused(self, client: str | None) -> bool:
+        """True while this client's traffic (or everyone's) is held."""
+        return bool(self._paused) and (None in self._paused or client in self._paused)
+
     async def gate(self, client: str | None) -> None:
         """Wait while this client (or everyone) is paused."""
         if not self._paused:

@@ -28,31 +28,89 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 class _TraceLogHandler(logging.Handler):
     """Puts the library's warnings and errors (with tracebacks) into the trace, where learners look."""
 
-    def __init__(self, trace: Trace, client: str | None, side: str) -> None:
+    def __init__(self, trace: Trace, client: str | None, side: str, name_of=None) -> None:
         super().__init__(logging.WARNING)
         self.trace, self.client, self.side = trace, client, side
+        self.name_of = name_of  # server side: Engine.IO sid -> client name (from the tap)
+        self._last: tuple[str, float] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
+            client, sid = self.client, None
+            first = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            if self.name_of is not None and isinstance(first, str) and message.startswith(first + ":"):
+                sid, client = first, self.name_of(first)  # python-engineio's '<sid>: ...' messages
             if record.exc_info:
                 tb = "".join(traceback.format_exception(*record.exc_info))
-                self.trace.add(kind="error", client=self.client,
+                self.trace.add(kind="error", client=client, sid=sid,
                                note=f"{self.side}: {message}\n{tb}".rstrip(),
-                               error=f"exception in a {self.side} handler: "
+                               error=f"the {self.side} logged an exception ({message}): "
                                      f"{record.exc_info[1].__class__.__name__}: {record.exc_info[1]}")
             else:
-                self.trace.add(kind="log", client=self.client, note=f"{self.side} {record.levelname.lower()}: "
-                                                                    f"{message}")
+                note = f"{self.side} {record.levelname.lower()}: {message}"
+                now = self.trace.now()
+                if self._last is not None and self._last[0] == note and now - self._last[1] < 0.1:
+                    return  # python-engineio logs some things twice in a row (e.g. 'Client is gone')
+                self._last = (note, now)
+                self.trace.add(kind="log", client=client, sid=sid, note=note)
         except Exception:  # logging must never raise into the library
             pass
 
 
-def _logger(trace: Trace, name: str, client: str | None, side: str) -> logging.Logger:
+# The libraries' INFO messages that explain a lost or refused connection (everything else at INFO is
+# one line per packet, which the tap already records).
+_INFO_PREFIXES = ("Connection failed, new attempt", "Reconnection successful", "Maximum reconnection attempts",
+                  "Reconnect task aborted", "Engine.IO connection dropped", "Connection to namespace",
+                  "Read loop: WebSocket connection was closed", "Write loop: WebSocket connection was closed",
+                  "Unexpected error receiving packet", "Unexpected error decoding packet")
+_INFO_EXACT = {"%s: Client is gone, closing socket", "%s: Failed websocket upgrade, no PING packet",
+               "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead."}
+
+
+class _TraceLogger(logging.Logger):
+    """A logger that passes on warnings, errors and the few INFO messages worth a trace record.
+
+    The filter runs before a LogRecord is made, so the per-packet INFO lines cost one string check.
+    """
+
+    def info(self, msg, *args, **kwargs):
+        if isinstance(msg, str) and (msg.startswith(_INFO_PREFIXES) or msg in _INFO_EXACT):
+            super().info(msg, *args, **kwargs)
+
+
+def _logger(trace: Trace, name: str, client: str | None, side: str, name_of=None) -> logging.Logger:
     # A Logger made directly is not registered globally: nothing outlives the lab.
-    logger = logging.Logger(name, logging.WARNING)
-    logger.addHandler(_TraceLogHandler(trace, client, side))
+    logger = _TraceLogger(name, logging.INFO)
+    handler = _TraceLogHandler(trace, client, side, name_of)
+    handler.setLevel(logging.INFO)
+    logger.addHandler(handler)
     return logger
+
+
+def _record_disconnects(eio: Any, trace: Trace, side: str, name_of) -> None:
+    """Record why an Engine.IO session ended (ping timeout, transport close...), then run the library's handler."""
+    original = eio.handlers.get("disconnect")
+
+    async def disconnect(*args):
+        sid = args[0] if len(args) == 2 else None
+        reason = args[-1] if args else None
+        client = name_of(sid)
+        who = f"the session of {client}" if client and side == "server" else "the session"
+        trace.add(kind="log", client=client, sid=sid,
+                  note=f"{side}: {who} ended: {reason} ({_REASONS.get(reason, 'see the records before')})")
+        if original is not None:
+            return await original(*args)
+    eio.handlers["disconnect"] = disconnect
+
+
+_REASONS = {
+    "ping timeout": "no pong (server side) or no ping (client side) within pingInterval + pingTimeout",
+    "transport close": "the connection closed (the other side went away, or the server stopped)",
+    "transport error": "the connection failed or went silent (no packet within pingInterval + pingTimeout)",
+    "client disconnect": "the client disconnected on purpose",
+    "server disconnect": "the server disconnected on purpose",
+}
 
 
 class _Tasks:
@@ -96,7 +154,16 @@ class _Tasks:
 
 
 class Lab:
-    """A Socket.IO server with the recording tap in front and named clients, on the running loop."""
+    """A Socket.IO server with the recording tap in front and named clients, on the running loop.
+
+    Safe by default: the server and the tap bind 127.0.0.1 (``host="0.0.0.0"`` opens them to other
+    machines, and logs a warning). CORS is same-origin (python-engineio's ``cors_allowed_origins=None``):
+    clients that send no Origin header (python, Node.js) and pages served from the lab's own URL connect;
+    a browser page from anywhere else is refused with 400 "... is not an accepted origin.", which the
+    trace explains. To let a page on another origin in, name it:
+    ``siolab.start(cors_allowed_origins=["http://localhost:8888"])`` (``"*"`` accepts every origin,
+    which is rarely what you want).
+    """
 
     def __init__(self, *, ping_interval: float = 5, ping_timeout: float = 5, host: str = "127.0.0.1",
                  trace_limit: int | None = DEFAULT_LIMIT, cors_allowed_origins: Any = None,
@@ -111,11 +178,12 @@ class Lab:
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self._server_options = dict(server_options, ping_interval=self.ping_interval,
                                     ping_timeout=self.ping_timeout, cors_allowed_origins=cors_allowed_origins)
-        log = _logger(self.trace, "siolab.server", None, "server")
+        log = _logger(self.trace, "siolab.server", None, "server", self._name_of)
         self.server = SpecServer(async_mode="aiohttp", logger=log, engineio_logger=log,
                                            **self._server_options)
         self._tasks = _Tasks(self.trace, None, "server")
         self._tasks.track(self.server.eio)
+        _record_disconnects(self.server.eio, self.trace, "server", self._name_of)
         self.app = web.Application()
         self.server.attach(self.app)
         self.tap: Tap | None = None
@@ -123,6 +191,11 @@ class Lab:
         self._runner: web.AppRunner | None = None
         self.server_port: int | None = None
         self.closed = False
+
+    def _name_of(self, sid: str | None) -> str | None:
+        """The name of the client whose Engine.IO session this is (the tap learns it from the handshake)."""
+        tap = getattr(self, "tap", None)
+        return tap.names.get(sid) if tap is not None and sid else None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -196,7 +269,7 @@ class Lab:
             _current = None
         clients = list(self.clients.values())
         self.clients.clear()
-        sockets = list(self.server.eio.sockets.values())
+        sockets = self._server_sockets()
         disconnects = [asyncio.ensure_future(c.disconnect()) for c in clients]
         if disconnects:
             await asyncio.wait(disconnects, timeout=0.2)
@@ -220,16 +293,24 @@ class Lab:
                 await asyncio.wait_for(client.eio.http.close(), 0.5) if client.eio.http else None
             except Exception:
                 pass
-        try:
-            await asyncio.wait_for(self.server.shutdown(), 1.0)
-        except (asyncio.TimeoutError, Exception):
-            pass
-        await self._tasks.cancel()
+        await self._stop_servers()
         if self.tap is not None:
             await self.tap.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _server_sockets(self) -> list:
+        """The Engine.IO sessions open on the lab's server (a cluster has several servers)."""
+        return list(self.server.eio.sockets.values())
+
+    async def _stop_servers(self) -> None:
+        """Stop the server's background work; close() then stops the tap and the listening socket."""
+        try:
+            await asyncio.wait_for(self.server.shutdown(), 1.0)
+        except (asyncio.TimeoutError, Exception):
+            pass
+        await self._tasks.cancel()
 
     async def __aenter__(self) -> "Lab":
         return self
@@ -254,6 +335,7 @@ class Lab:
         client.siolab_name = name
         client._siolab_tasks = _Tasks(self.trace, name, f"client {name}")
         client._siolab_tasks.track(client.eio)
+        _record_disconnects(client.eio, self.trace, f"client {name}", lambda sid: name)
         client._siolab_connect = dict(transports=transports, namespaces=namespaces, auth=auth,
                                       headers={**(headers or {}), CLIENT_HEADER: name}, wait_timeout=wait_timeout)
         self.clients[name] = client
@@ -266,17 +348,30 @@ class Lab:
         await client.connect(self.url, **client._siolab_connect)
         return client
 
+    def browser_client(self, name: str = "browser", **options: Any):
+        """The official socket.io-client in this page (a widget), connected through the tap as ``name``."""
+        from .widgets.browser_client import BrowserClient
+        return BrowserClient(self, name, **options)
+
 
 async def _ready(value):
     return value
 
 
-async def start(*, replace: bool = True, **options: Any) -> Lab:
-    """Start a lab on the running loop; by default the lab the previous call started is closed first."""
+async def start(*, replace: bool = True, servers: int | None = None, broker: Any = None, **options: Any) -> Lab:
+    """Start a lab on the running loop; by default the lab the previous call started is closed first.
+
+    ``servers=N`` (or ``broker=``) starts a cluster: N servers on a Redis-compatible broker behind a
+    load-balancing tap (``siolab.cluster``).
+    """
     global _current
     if replace and _current is not None:
         await _current.close()
-    lab = await Lab(**options).open()
+    if servers is not None or broker is not None:
+        from .cluster import Cluster
+        lab = await Cluster(servers=2 if servers is None else servers, broker=broker, **options).open()
+    else:
+        lab = await Lab(**options).open()
     if replace:
         _current = lab
     return lab

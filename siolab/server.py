@@ -1,6 +1,6 @@
 """The lab's Socket.IO server: python-socketio's AsyncServer, corrected where it departs from the spec.
 
-Two fixes, both small and both taught in the lessons:
+Two fixes, both small and both taught in the lessons, and one safe default:
 
 - python-engineio advertises ``int(pingInterval) * 1000`` in the open packet, so a 0.3 s interval
   is announced as 0 ms and official clients drop the connection. The open packet is still waiting
@@ -9,15 +9,58 @@ Two fixes, both small and both taught in the lessons:
 - With ``always_connect=False`` (the default), packets a ``connect`` handler emits to the connecting
   client reach the wire before the ``40{"sid":...}`` that tells the client it is connected. The lab
   holds them until that CONNECT has been sent (and drops them if the connection is refused).
+- CORS: a browser page may connect when it was served from the host the request was sent to
+  (``same_host_origin``), like python-engineio's ``cors_allowed_origins=None``, but also when a TLS
+  proxy or a Jupyter server with its own certificate sits in front and says nothing of it.
 """
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import engineio
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
+
+
+def _host_port(netloc: str) -> tuple[str, int | None] | None:
+    try:
+        parts = urlsplit("//" + netloc.strip())
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+
+
+def same_host_origin(origin: str | None, environ: dict | None = None) -> bool:
+    """python-engineio ``cors_allowed_origins`` callable: accept a page whose Origin names the host (and port)
+    the request was sent to, by its ``Host`` or, behind a reverse proxy, ``X-Forwarded-Host`` header.
+
+    The scheme is not compared: behind TLS the page is ``https://…`` while the request reaches the lab as
+    plain http, and only python-engineio's default looks at ``X-Forwarded-Proto`` (a Jupyter server with
+    its own certificate, proxying with jupyter-server-proxy, sends none). Still refused: other hosts,
+    other ports, ``null``, and schemes other than http/https. A browser fills in Origin and Host itself,
+    so a page elsewhere cannot pass; clients that send no Origin (python, Node.js) are not checked at all.
+    """
+    if not origin or not environ:
+        return False
+    page = urlsplit(origin)
+    if page.scheme not in ("http", "https") or not page.hostname or page.path not in ("", "/"):
+        return False
+    try:
+        page_port = page.port
+    except ValueError:
+        return False
+    for header in ("HTTP_HOST", "HTTP_X_FORWARDED_HOST"):
+        value = environ.get(header)
+        asked = _host_port(value.split(",")[0]) if value else None
+        if asked is None or asked[0] != page.hostname.lower():
+            continue
+        # a Host without a port means the default port of the page's own scheme: the Origin then has none
+        if asked[1] == page_port or (asked[1] is not None and page_port is None
+                                     and asked[1] == {"http": 80, "https": 443}[page.scheme]):
+            return True
+    return False
 
 
 class SpecEngineIOServer(engineio.AsyncServer):
@@ -42,6 +85,8 @@ class SpecServer(socketio.AsyncServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._held: dict[str, list] = {}  # eio sid -> packets held while a connect handler runs
+        if kwargs.get("cors_allowed_origins") is None:
+            kwargs["cors_allowed_origins"] = same_host_origin
         super().__init__(*args, **kwargs)
 
     def _engineio_server_class(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,7 +23,7 @@ from multidict import CIMultiDict
 
 from . import protocol
 from .faults import Fault, Faults
-from .trace import Record, Trace, matches
+from .trace import EXCHANGE_SERVER, Record, Trace, matches
 
 log = logging.getLogger("siolab.tap")
 
@@ -33,6 +34,18 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
 _WS_HANDSHAKE = {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
                  "sec-websocket-protocol", "sec-websocket-accept"}
 MAX_RECORDED_BODY = 4096  # non-Engine.IO bodies are recorded up to this many characters
+# What a WebSocket close code means (RFC 6455 section 7.4.1), for the trace's close records.
+CLOSE_CODES = {
+    1000: "normal closure", 1001: "going away (the endpoint is shutting down)",
+    1002: "protocol error", 1003: "unsupported data",
+    1005: "no close code was given", 1006: "abnormal closure: the connection dropped without a close frame",
+    1007: "invalid frame payload (e.g. text that is not UTF-8)", 1008: "policy violation",
+    1009: "message too big: a frame was larger than the receiver accepts (the server's maxPayload)",
+    1011: "internal error on the server",
+}
+MAX_SESSIONS = 10_000  # Engine.IO sessions the tap remembers (for maxPayload, overlapping polls, close)
+PYTHON_MAX_DECODE_PACKETS = 16  # engineio.payload.Payload.max_decode_packets: a python server drops bigger bodies
+_CLOSE_ERRORS = {1002, 1003, 1007, 1008, 1009, 1011}  # codes that say something was wrong with the traffic
 
 
 def _strip_client(query_string: str) -> str:
@@ -58,6 +71,15 @@ class _Conn:
     reassembler: protocol.Reassembler = field(default_factory=protocol.Reassembler)
 
 
+@dataclass
+class _Session:
+    """What the tap learned about one Engine.IO session (by sid), to explain what goes wrong later."""
+
+    max_payload: int | None = None  # from the open packet
+    polls: int = 0  # long-poll GETs now pending
+    closed: set = field(default_factory=set)  # directions that sent the close packet (1)
+
+
 class Tap:
     """Recording reverse proxy; ``await Tap(upstream).start()`` then point clients at ``tap.url``."""
 
@@ -72,8 +94,9 @@ class Tap:
         self.faults = Faults(self.trace)
         self.names: dict[str, str] = {}  # Engine.IO sid -> client name
         self._conns: dict[tuple, _Conn] = {}
+        self._sessions: dict[str, _Session] = {}
         self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._session_http: aiohttp.ClientSession | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._upstream_sockets: set[aiohttp.ClientWebSocketResponse] = set()
 
@@ -83,7 +106,10 @@ class Tap:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> "Tap":
-        self._session = aiohttp.ClientSession(
+        trace_config = aiohttp.TraceConfig()
+        trace_config.on_request_end.append(_keep_refusal_body)
+        self._session_http = aiohttp.ClientSession(
+            trace_configs=[trace_config],
             auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
@@ -105,9 +131,9 @@ class Tap:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._session_http is not None:
+            await self._session_http.close()
+            self._session_http = None
 
     async def __aenter__(self) -> "Tap":
         return await self.start()
@@ -138,6 +164,20 @@ class Tap:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    # ------------------------------------------------------------ routing (a balancing tap overrides these)
+    def upstream_for(self, request: web.Request, sid: str | None) -> str:
+        """The server this request goes to (``sid``: its Engine.IO session, None for a handshake)."""
+        return self.upstream
+
+    def server_name(self, upstream: str) -> str | None:
+        """How records name the server an exchange went to (None: this tap has one server)."""
+        return None
+
+    def _route(self, request: web.Request, sid: str | None) -> str:
+        upstream = self.upstream_for(request, sid)
+        EXCHANGE_SERVER.set(self.server_name(upstream))  # every record of this exchange names its server
+        return upstream
+
     # ------------------------------------------------------------ recording
     def _client_of(self, request: web.Request) -> tuple[str | None, str | None]:
         name = request.headers.get(CLIENT_HEADER) or request.query.get(CLIENT_PARAM)
@@ -164,22 +204,46 @@ class Tap:
             out.append(self._record(d, t=when, dir=dir, transport=transport, http=http, sid=sid, client=client))
         return out
 
+    def _session(self, sid: str | None) -> _Session | None:
+        if sid is None:
+            return None
+        session = self._sessions.get(sid)
+        if session is None:
+            if len(self._sessions) >= MAX_SESSIONS:  # a client inventing sids must not grow the tap forever
+                del self._sessions[next(iter(self._sessions))]
+            session = self._sessions[sid] = _Session()
+        return session
+
     def _record(self, d: protocol.Decoded, **where: Any) -> Record:
         pkt = d.eio
+        error, note = d.error, None
         if pkt.type == "open" and isinstance(pkt.data, dict) and isinstance(pkt.data.get("sid"), str):
             where["sid"] = pkt.data["sid"]
             if where.get("client"):
                 self.names[where["sid"]] = where["client"]
+            max_payload = pkt.data.get("maxPayload")
+            if isinstance(max_payload, int) and not isinstance(max_payload, bool):
+                self._session(where["sid"]).max_payload = max_payload
+        session = self._sessions.get(where.get("sid")) if where.get("sid") else None
+        if session is not None:
+            dir_ = where.get("dir")
+            if dir_ in session.closed and error is None:
+                error = (f"sent after this side's close packet (1): the Engine.IO session is over, "
+                         f"so this packet should not exist ({'client' if dir_ == 'c2s' else 'server'} misbehaves)")
+            elif pkt.type == "close":
+                session.closed.add(dir_)
         if pkt.binary:
             raw = base64.b64encode(pkt.data or b"").decode("ascii")
             note = f"attachment {d.attachment_of}" if d.attachment_of is not None else None
-            return Record(kind="packet", raw=raw, binary=True, eio="message", error=d.error, note=note,
+            return Record(kind="packet", raw=raw, binary=True, eio="message", error=error, note=note,
                           **where)
         sio = d.sio
+        if sio is not None and sio.type == "connect_error" and error is None:
+            note = _connect_error_note(sio)
         return Record(kind="packet", raw=pkt.raw if isinstance(pkt.raw, str) else repr(pkt.raw), eio=pkt.type,
                       sio=sio.type if sio else None, nsp=sio.nsp if sio and sio.type else None,
                       ack=sio.ack if sio else None, event=sio.event if sio else None, args=d.args,
-                      attachments=sio.attachments if sio else 0, error=d.error, **where)
+                      attachments=sio.attachments if sio else 0, error=error, note=note, **where)
 
     def _flush(self, key: Any, why: str, **where: Any) -> None:
         """Record binary packets left waiting for attachments when their connection ends."""
@@ -195,6 +259,7 @@ class Tap:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._handle_websocket(request)
         client, sid = self._client_of(request)
+        upstream = self._route(request, sid)
         query = _strip_client(request.query_string)
         path = request.path + (f"?{query}" if query else "")
         is_eio = "EIO" in request.query
@@ -204,12 +269,20 @@ class Tap:
         req_http = {"method": request.method, "path": path, "status": None}
         where = dict(transport=transport, sid=sid, client=client)
         key = sid or id(request)
+        session = self._session(sid) if is_eio else None
+        long_poll = session is not None and request.method == "GET"
+        overlap = long_poll and session.polls > 0
+        body_error, body_packets = None, 0
+        held = self.faults.paused(client)
 
-        await self.faults.gate(client)
         if is_eio and request.method == "POST" and body:
             packets, perr = protocol.decode_payload(body)
+            body_error, body_packets = perr, len(packets)
             if packets:
                 records = self._packet_records(packets, dir="c2s", http=req_http, key=key, **where)
+                body_error = perr or next((r.error for r in records if r.error), None)
+                if held:
+                    records = [_held(rec) for rec in records]
                 body = await self._apply_faults(records, body, packets, "c2s")
                 if body is None:  # every packet dropped: answer as the server would, without relaying
                     self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 200}, raw="ok",
@@ -217,29 +290,52 @@ class Tap:
                     return web.Response(text="ok", content_type="text/plain")
             else:
                 self.trace.add(kind="http", dir="c2s", http=req_http, raw=_body_text(body),
-                               error=f"invalid polling body: {perr}", **where)
+                               error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)
         else:
-            note = None
+            note = error = None
             if is_eio and request.method == "GET":
                 note = "handshake: open a session" if sid is None else "long-poll: wait for the server's packets"
+                if overlap:
+                    error = ("a second long-poll while another is still pending for this session: Engine.IO "
+                             "allows one GET at a time (the Node.js server refuses it at once and closes the "
+                             "session; python-engineio lets both wait and ends one with 400 after "
+                             "pingInterval + pingTimeout, closing the session)")
             elif not is_eio:
                 note = "not an Engine.IO request (no EIO in the query)"
+            if is_eio and request.query.get("transport") not in ("polling", "websocket"):
+                given = request.query.get("transport")
+                note = ((note + "; ") if note else "") + (
+                    "no transport parameter (python-engineio then assumes polling; the Node.js server refuses)"
+                    if given is None else f"transport={given!r} is not a transport (polling or websocket)")
+            if held:
+                note = ((note + "; ") if note else "") + _HELD
             self.trace.add(kind="http", dir="c2s", http=req_http, raw=_body_text(body) if body else None,
-                           note=note, **where)
+                           note=note, error=error, **where)
 
+        await self._hold(client, "this request", where)
+        if long_poll:
+            session.polls += 1
         try:
             headers = _forward_headers(request.headers)
-            async with self._session.request(request.method, self.upstream + path, headers=headers,
-                                             data=body, allow_redirects=False) as up:
+            async with self._session_http.request(request.method, upstream + path, headers=headers,
+                                                  data=body, allow_redirects=False) as up:
                 rbody = await up.read()
                 status, rheaders = up.status, up.headers
         except (aiohttp.ClientError, OSError) as exc:
-            text = f"siolab tap: upstream {self.upstream} unreachable: {exc.__class__.__name__}: {exc}"
+            text = f"siolab tap: upstream {upstream} unreachable: {exc.__class__.__name__}: {exc}"
             self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, raw=None,
                            error=f"upstream server unreachable ({exc.__class__.__name__})", note=text, **where)
             return web.Response(status=502, text=text)
+        except asyncio.CancelledError:  # the client went away (or the tap is closing) while we waited
+            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": None}, raw=None,
+                           note="the request was abandoned before the server answered (the client closed the "
+                                "connection, or the tap is closing)", **where)
+            raise
+        finally:
+            if long_poll:
+                session.polls -= 1
 
-        await self.faults.gate(client)
+        held = self.faults.paused(client)
         resp_http = {**req_http, "status": status}
         encoding = rheaders.get("Content-Encoding")
         plain = protocol.decompress(rbody, encoding)
@@ -248,6 +344,8 @@ class Tap:
             packets, perr = protocol.decode_payload(plain)
             if packets:
                 records = self._packet_records(packets, dir="s2c", http=resp_http, key=key, **where)
+                if held:
+                    records = [_held(rec) for rec in records]
                 new_body = await self._apply_faults(records, plain, packets, "s2c")
                 if new_body is None:
                     new_body = b"6"
@@ -258,28 +356,63 @@ class Tap:
                     rbody, encoding = new_body, None
             else:
                 self.trace.add(kind="http", dir="s2c", http=resp_http, raw=_body_text(plain),
-                               error=f"invalid polling body: {perr}", **where)
+                               error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)
         else:
             text = _body_text(plain)
             error = note = None
-            if is_eio and status >= 400:
+            if is_eio and _is_html(ctype, text):
+                error = _html_answer(status)
+            elif is_eio and status >= 400:
                 error = protocol.explain_refusal(status, text)
+                if overlap:
+                    error += " - this long-poll overlapped another one for the same session"
+                limit = session.max_payload if session is not None else None
+                if request.method == "POST" and limit is not None and len(body or b"") > limit:
+                    error += (f" - the POST body was {len(body)} bytes, more than the maxPayload of {limit} bytes "
+                              f"the server announced in its open packet (python-engineio answers 400 and closes "
+                              f"the session; the Node.js server answers 413)")
             elif is_eio and status == 200 and request.method == "POST":
                 note = "the server accepted the POST"
+                if body_error:
+                    note = ("the server answered OK, but this POST carried something invalid (see the error "
+                            "above): OK only means the body was received. python-engineio/python-socketio log "
+                            "the error and carry on; the Node.js server answers 400 or closes the session")
+                if body_packets > PYTHON_MAX_DECODE_PACKETS:
+                    note = (f"the server answered OK, but this body carried {body_packets} packets: a "
+                            f"python-engineio server refuses more than {PYTHON_MAX_DECODE_PACKETS} in one body "
+                            f"(Payload.max_decode_packets), logs 'Too many packets in payload' and drops them all "
+                            f"while answering OK (the Node.js server takes them)")
             elif is_eio:
                 error = f"not an Engine.IO response: HTTP {status} {ctype or 'without a Content-Type'}"
             elif not is_eio and status >= 400:
                 note = f"HTTP {status} {ctype}"
+            if held:
+                note = ((note + "; ") if note else "") + _HELD
             self.trace.add(kind="http", dir="s2c", http=resp_http, raw=text, error=error, note=note, **where)
             if transport == "polling" and status >= 400 and sid:
                 self._flush(sid, "the session was refused", transport=transport, sid=sid, client=client)
 
+        await self._hold(client, "this response", where)
         out_headers = _forward_headers(rheaders, {"content-encoding"} if encoding is None else set())
         return web.Response(body=rbody, status=status, headers=out_headers)
 
-    async def _apply_faults(self, records: list[Record], body: bytes | str, packets, dir: str):
-        """Record packets, apply drop/delay faults; returns the (possibly rebuilt) body or None if all dropped."""
-        dropped, delay = set(), 0.0
+    async def _hold(self, client: str | None, what: str, where: dict) -> None:
+        """Wait while the client is paused; if the wait is cut short, say that what was held never went on."""
+        if not self.faults.paused(client):
+            return
+        try:
+            await self.faults.gate(client)
+        except asyncio.CancelledError:
+            self.trace.add(kind="fault", dir=None, note=f"{what} was held by the pause and never relayed: the "
+                           f"connection closed (or the tap stopped) before resume()", **where)
+            raise
+
+    def _record_with_faults(self, records: list[Record], dir: str) -> tuple[set, float]:
+        """Append the records of one body or frame, marking dropped ones; returns (ids dropped, delay in s).
+
+        The packets go in first, in wire order, then one record for a delay: a trace stays sorted by time.
+        """
+        dropped, delay, delayed, rule = set(), 0.0, 0, None
         for rec in records:
             verdict = self.faults.check(rec)
             if verdict is None:
@@ -290,9 +423,19 @@ class Tap:
                 dropped.add(id(rec))
             else:
                 self.trace.append(rec)
-                self.trace.add(kind="fault", dir=dir, transport=rec.transport, sid=rec.sid, client=rec.client,
-                               note=f"delayed {verdict.seconds} s by the tap: {verdict.describe()}")
-                delay = max(delay, verdict.seconds)
+                delayed += 1
+                if verdict.seconds >= delay:
+                    delay, rule = verdict.seconds, verdict
+        if delayed:
+            rec = records[-1]
+            self.trace.add(kind="fault", dir=dir, transport=rec.transport, sid=rec.sid, client=rec.client,
+                           note=f"delayed {delay} s by the tap: {rule.describe()}"
+                                + (f" ({delayed} packets)" if delayed > 1 else ""))
+        return dropped, delay
+
+    async def _apply_faults(self, records: list[Record], body: bytes | str, packets, dir: str):
+        """Record packets, apply drop/delay faults; returns the (possibly rebuilt) body or None if all dropped."""
+        dropped, delay = self._record_with_faults(records, dir)
         if delay:
             await asyncio.sleep(delay)
         if not dropped:
@@ -308,13 +451,16 @@ class Tap:
     # ------------------------------------------------------------ WebSocket
     async def _handle_websocket(self, request: web.Request) -> web.StreamResponse:
         client, sid = self._client_of(request)
+        target = self._route(request, sid)
         query = _strip_client(request.query_string)
         path = request.path + (f"?{query}" if query else "")
         is_eio = "EIO" in request.query
         where = dict(transport="websocket", sid=sid, client=client)
         req_http = {"method": "GET", "path": path, "status": None}
-        self.trace.add(kind="ws", dir="c2s", http=req_http, note="WebSocket upgrade request", **where)
-        await self.faults.gate(client)
+        held = self.faults.paused(client)
+        self.trace.add(kind="ws", dir="c2s", http=req_http, note="WebSocket upgrade request" + (
+            "; " + _HELD if held else ""), **where)
+        await self._hold(client, "this WebSocket upgrade request", where)
         if self.faults.websocket_refused:
             self.trace.add(kind="fault", dir="s2c", http={**req_http, "status": 403},
                            note="the tap refused the WebSocket (fault switch: like a proxy without WebSocket "
@@ -323,20 +469,31 @@ class Tap:
 
         headers = _forward_headers(request.headers, _WS_HANDSHAKE)
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        url = self.upstream.replace("http", "ws", 1) + path
+        url = target.replace("http", "ws", 1) + path
+        refusal: dict = {}
+        token = _REFUSAL.set(refusal)
         try:
-            upstream = await self._session.ws_connect(url, headers=headers, protocols=protocols, autoping=True,
-                                                      max_msg_size=0, compress=0)
+            upstream = await self._session_http.ws_connect(url, headers=headers, protocols=protocols, autoping=True,
+                                                           max_msg_size=0, compress=0)
         except aiohttp.WSServerHandshakeError as exc:
-            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": exc.status}, raw=exc.message,
-                           error=protocol.explain_refusal(exc.status, exc.message or "") if is_eio else None,
-                           note="the server refused the WebSocket", **where)
-            return web.Response(status=exc.status, text=exc.message or "")
+            # the server's own answer (kept by _keep_refusal_body), relayed as it was and explained
+            body = refusal.get("body", b"")
+            text = _body_text(body)
+            rheaders = exc.headers or {}
+            error = None
+            if is_eio:
+                html = _is_html(rheaders.get("Content-Type", ""), text)
+                error = _html_answer(exc.status) if html else protocol.explain_refusal(exc.status, text)
+            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": exc.status}, raw=text,
+                           error=error, note="the server refused the WebSocket", **where)
+            return web.Response(status=exc.status, body=body, headers=_forward_headers(rheaders))
         except (aiohttp.ClientError, OSError) as exc:
-            text = f"siolab tap: upstream {self.upstream} unreachable: {exc.__class__.__name__}: {exc}"
+            text = f"siolab tap: upstream {target} unreachable: {exc.__class__.__name__}: {exc}"
             self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, note=text,
                            error=f"upstream server unreachable ({exc.__class__.__name__})", **where)
             return web.Response(status=502, text=text)
+        finally:
+            _REFUSAL.reset(token)
 
         ws = web.WebSocketResponse(protocols=protocols, autoping=True, max_msg_size=0, compress=False)
         self._sockets.add(ws)
@@ -358,9 +515,12 @@ class Tap:
                         client=state["client"])
             await upstream.close(code=code or aiohttp.WSCloseCode.OK)
             await ws.close(code=code or aiohttp.WSCloseCode.OK)
+            meaning = CLOSE_CODES.get(code, "")
             self.trace.add(kind="ws", dir="c2s" if closer == "client" else "s2c", transport="websocket",
                            sid=state["sid"], client=state["client"],
-                           note=f"WebSocket closed by the {closer}, code {code}")
+                           note=f"WebSocket closed by the {closer}, code {code}" + (f" ({meaning})" if meaning else ""),
+                           error=(f"the {closer} closed the WebSocket with code {code}: {meaning}"
+                                  if code in _CLOSE_ERRORS else None))
         finally:
             self._sockets.discard(ws)
             self._upstream_sockets.discard(upstream)
@@ -384,21 +544,22 @@ class Tap:
                 if rec.sid and state["sid"] is None:
                     state["sid"] = rec.sid
                     state["client"] = state["client"] or self.names.get(rec.sid)
-            await self.faults.gate(state["client"])
-            forward = True
-            for rec in records:
-                verdict = self.faults.check(rec)
-                if verdict is None:
-                    self.trace.append(rec)
-                elif verdict.action == "drop":
-                    self.trace.append(Record(**{**_fields(rec), "kind": "fault",
-                                                "note": f"dropped by the tap: {verdict.describe()}"}))
-                    forward = False
-                else:
-                    self.trace.append(rec)
-                    self.trace.add(kind="fault", dir=dir, transport="websocket", sid=rec.sid, client=rec.client,
-                                   note=f"delayed {verdict.seconds} s by the tap: {verdict.describe()}")
-                    await asyncio.sleep(verdict.seconds)
+            session = self._sessions.get(state["sid"]) if state["sid"] else None
+            if session is not None and session.max_payload is not None and len(msg.data) > session.max_payload:
+                records = [_with_error(rec, f"this frame is {len(msg.data)} bytes, more than the maxPayload of "
+                                            f"{session.max_payload} bytes announced in the open packet: the "
+                                            f"receiver may close the WebSocket (code 1009)") for rec in records]
+            if self.faults.paused(state["client"]):
+                records = [_held(rec) for rec in records]
+            elif dst.closed:
+                records = [Record(**{**_fields(rec), "note": "not relayed: the other side's WebSocket is already "
+                                                             "closed"}) for rec in records]
+            dropped, delay = self._record_with_faults(records, dir)
+            forward = not dropped
+            if delay:
+                await asyncio.sleep(delay)
+            await self._hold(state["client"], f"a {dir} frame", dict(transport="websocket", sid=state["sid"],
+                                                                      client=state["client"]))
             if forward and not dst.closed:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     await dst.send_str(msg.data)
@@ -406,8 +567,57 @@ class Tap:
                     await dst.send_bytes(msg.data)
 
 
+# While the tap opens an upstream WebSocket: where to keep the body of a refusal (aiohttp's
+# WSServerHandshakeError carries only the status and headers, not why the server said no).
+_REFUSAL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("siolab_ws_refusal", default=None)
+
+
+async def _keep_refusal_body(session, ctx, params) -> None:
+    keep = _REFUSAL.get()
+    if keep is not None and params.response.status != 101:
+        try:
+            keep["body"] = await params.response.read()
+        except Exception:  # an answer without a readable body: explained from the status alone
+            keep["body"] = b""
+
+
 def _fields(rec: Record) -> dict:
     return {name: getattr(rec, name) for name in rec.__slots__}
+
+
+_HELD = "held by the tap: relaying is paused (pause()); it goes on at resume()"
+
+
+def _held(rec: Record) -> Record:
+    return Record(**{**_fields(rec), "note": f"{rec.note}; {_HELD}" if rec.note else _HELD})
+
+
+def _with_error(rec: Record, error: str) -> Record:
+    return Record(**{**_fields(rec), "error": f"{rec.error}; {error}" if rec.error else error})
+
+
+def _connect_error_note(sio: protocol.SioPacket) -> str:
+    """Why the server refused a namespace, from a CONNECT_ERROR packet."""
+    data = sio.data
+    message = data.get("message") if isinstance(data, dict) else data
+    note = f"the server refused the namespace {sio.nsp}: {protocol._short(message, 120)}"
+    if message == "Unable to connect":
+        note += " (python-socketio's answer when no connect handler is registered for this namespace)"
+    elif message == "Connection rejected by server":
+        note += " (the namespace's connect handler returned False)"
+    elif message == "Invalid namespace":
+        note += " (the Node.js server has no such namespace)"
+    return note
+
+
+def _html_answer(status: int) -> str:
+    return (f"not a Socket.IO server's answer: HTTP {status} with an HTML page. Is the URL right (Socket.IO "
+            f"listens at /socket.io/ by default) and is a Socket.IO server running there?")
+
+
+def _is_html(ctype: str, text: str) -> bool:
+    return ctype.startswith(("text/html", "application/xhtml")) or text.lstrip()[:15].lower().startswith(
+        ("<!doctype html", "<html"))
 
 
 def _align(records: list[Record], parts: list[str]) -> list[Record]:
@@ -426,7 +636,7 @@ def _align(records: list[Record], parts: list[str]) -> list[Record]:
 
 
 def _body_text(body: bytes) -> str:
-    text = body.decode("utf-8", errors="replace")
+    text = body.decode("utf-8", errors="backslashreplace")  # bytes that are not text show as \xff
     if len(text) > MAX_RECORDED_BODY:
         return text[:MAX_RECORDED_BODY] + f"… ({len(text)} characters in all)"
     return text

@@ -14,16 +14,20 @@ import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, fields, replace
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from . import protocol
 
 KINDS = ("packet", "http", "ws", "fault", "error", "log")
 JSONL_KEYS = ("t", "kind", "dir", "transport", "http", "raw", "binary", "eio", "sio", "nsp", "ack",
-              "event", "args", "attachments", "sid", "client", "error", "note")
+              "event", "args", "attachments", "sid", "client", "error", "note", "server")
 ARROWS = {"c2s": "->", "s2c": "<-", None: "  "}
 DEFAULT_LIMIT = 100_000
+#: The server of the exchange being recorded. A balancing tap sets it while it handles a request, so every
+#: record made meanwhile (packets, HTTP, faults) names the server that request went to (cluster.py).
+EXCHANGE_SERVER: ContextVar[str | None] = ContextVar("siolab_exchange_server", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class Record:
     client: str | None = None
     error: str | None = None
     note: str | None = None
+    server: str | None = field(default_factory=EXCHANGE_SERVER.get)  # set when a balancing tap chose
 
     @property
     def data(self) -> Any:
@@ -91,15 +96,20 @@ class Record:
                 f"{(self.transport or '-'):<9} {method:<8} {raw:<50} {self.meaning}")
         if self.error:
             line += f"  !! {self.error}"
-        return line.rstrip()
+        return line.rstrip().translate(_CONTROL)  # wire text must not drive the terminal (ANSI escapes)
 
     def to_json(self) -> dict:
         """The JSON Lines object for this record (stable keys; binary raw is base64)."""
         return {k: getattr(self, k) for k in JSONL_KEYS}
 
 
+# Control characters (but newline and tab) shown as \xNN: the record separator, and escapes a hostile
+# peer could send to colour or clear a terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f]}
+
+
 def _shorten(text: str, limit: int) -> str:
-    text = text.replace("\x1e", "\\x1e")
+    text = text.translate(_CONTROL)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -260,7 +270,8 @@ class Trace:
         return f"<Trace {len(self)} records, {self.dropped} dropped>"
 
     def _repr_html_(self) -> str:
-        esc = html.escape
+        def esc(text: str) -> str:
+            return html.escape(text.translate(_CONTROL))
         rows = []
         for r in list(self._records)[-200:]:
             err = f"<br><span style='color:#c62828'>{esc(r.error)}</span>" if r.error else ""
@@ -290,8 +301,7 @@ class Trace:
     # -- JSON Lines
     def to_jsonl(self, target: str | os.PathLike | io.TextIOBase | None = None) -> str | None:
         """Write one JSON object per record; returns the text when no target is given."""
-        lines = (json.dumps(record_to_json(r), ensure_ascii=False, default=_json_default) + "\n"
-                 for r in self._records)
+        lines = (_dump_line(r) for r in self._records)
         if target is None:
             return "".join(lines)
         if isinstance(target, (str, os.PathLike)):
@@ -317,12 +327,58 @@ class Trace:
             if not line.strip():
                 continue
             try:
-                trace._records.append(record_from_json(json.loads(line)))
+                trace._records.append(record_from_json(json.loads(line, parse_constant=_no_constant,
+                                                                  parse_float=_finite_float)))
             except (ValueError, TypeError) as exc:
                 problems.append(f"line {number}: {exc}")
+            except RecursionError:
+                problems.append(f"line {number}: nested too deeply to be a record")
         if problems:
             raise ValueError("invalid JSON Lines trace:\n" + "\n".join(problems[:20]))
         return trace
+
+
+MAX_DEPTH = 200  # nesting an imported record may have (arrays and objects in args, http)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (only Python writes it)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]}{'…' if len(text) > 20 else ''} is too large (it would be infinite)")
+    return value
+
+
+def _dump_line(record: Record) -> str:
+    obj = record_to_json(record)
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=_json_default, allow_nan=False) + "\n"
+    except ValueError:  # NaN or Infinity decoded from the wire (Python's json reads them): write them as text
+        return json.dumps(_finite(obj), ensure_ascii=False, default=_json_default, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return repr(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (iterative: hostile input cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _json_default(value: Any) -> Any:
@@ -347,16 +403,31 @@ def record_from_json(obj: Any) -> Record:
         raise ValueError(f"unknown keys {sorted(unknown)}")
     if not isinstance(obj.get("t"), (int, float)) or isinstance(obj.get("t"), bool):
         raise ValueError("'t' must be a number")
+    if not -1e12 < obj["t"] < 1e12:
+        raise ValueError("'t' must be a number of seconds since the trace started")
     checks = {
         "kind": (str,), "dir": (str, type(None)), "transport": (str, type(None)), "http": (dict, type(None)),
         "raw": (str, type(None)), "binary": (bool,), "eio": (str, type(None)), "sio": (str, type(None)),
         "nsp": (str, type(None)), "ack": (int, type(None)), "event": (str, type(None)),
         "args": (list, type(None)), "attachments": (int,), "sid": (str, type(None)),
         "client": (str, type(None)), "error": (str, type(None)), "note": (str, type(None)),
+        "server": (str, type(None)),
     }
     for key, allowed in checks.items():
         if key in obj and not isinstance(obj[key], allowed):
             raise ValueError(f"'{key}' has the wrong type ({type(obj[key]).__name__})")
+    for key in ("ack", "attachments"):
+        if isinstance(obj.get(key), bool) or (isinstance(obj.get(key), int) and obj[key] < 0):
+            raise ValueError(f"'{key}' must be a whole number >= 0")
+    http = obj.get("http")
+    if http is not None:
+        if set(http) - {"method", "path", "status"}:
+            raise ValueError(f"'http' has unknown keys {sorted(set(http) - {'method', 'path', 'status'})[:5]}")
+        if not all(isinstance(http.get(k), (str, type(None))) for k in ("method", "path")) or \
+                not isinstance(http.get("status"), (int, type(None))) or isinstance(http.get("status"), bool):
+            raise ValueError("'http' must be {method: text, path: text, status: number or null}")
+    if _depth(obj.get("args")) > MAX_DEPTH:
+        raise ValueError(f"'args' nests more than {MAX_DEPTH} levels deep")
     if obj.get("kind", "packet") not in KINDS:
         raise ValueError(f"'kind' must be one of {KINDS}")
     if obj.get("dir") not in ("c2s", "s2c", None):

@@ -8,118 +8,14 @@ Screenshots (light and dark theme) go to tests/screenshots/ (git-ignored); the t
 from __future__ import annotations
 
 import json
-import os
-import re
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import pytest
+from browser_util import (ARGS, CHROMIUM, ROOT, SHOTS, JupyterLab, error_outputs, failure_evidence, menu,
+                          open_and_run_all_but_last, require_browser, run_last_cell)
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "09_widget_chat.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parent / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 XSS_IMG = '<img src=x onerror="window.__xss=1">'
 XSS_SCRIPT = '</style><script>window.__xss=2</script><svg onload="window.__xss=3">'
-
-
-def _require(ok: bool, message: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI is set, so this fails instead of skipping)")
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _settings(settings_dir: Path) -> None:
-    """User settings for a quiet, fully rendered lab: no news popup, every cell in the DOM."""
-    files = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                           "checkForUpdates": False},
-    }
-    for name, content in files.items():
-        path = settings_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content))
-
-
-class JupyterLab:
-    """A JupyterLab server on 127.0.0.1 with a fresh token and throwaway config, settings and runtime dirs."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.root = tmp / "notebooks"
-        self.root.mkdir()
-        shutil.copy(NOTEBOOK, self.root / NOTEBOOK.name)  # the lab autosaves: never touch the repo's copy
-        env = dict(os.environ)
-        for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
-                         ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("JUPYTER_RUNTIME_DIR", "runtime")):
-            (tmp / sub).mkdir()
-            env[var] = str(tmp / sub)
-        _settings(tmp / "settings")
-        self.port, self.token = _free_port(), secrets.token_hex(16)
-        self.log = tmp / "jupyterlab.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-             "--ServerApp.terminals_enabled=False", "--LabApp.extension_manager=readonly",
-             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
-            env=env, cwd=self.root, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def api(self, path: str, method: str = "GET") -> bytes:
-        request = urllib.request.Request(f"{self.url}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.read()
-
-    def wait_ready(self, timeout: float = 40) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                self.api("/api/status")
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"jupyter lab did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        try:
-            self.api("/api/shutdown", method="POST")  # shuts the kernels down too
-            self.proc.wait(timeout=10)
-        except Exception:
-            pass
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def _menu(page, top: str, *items: str) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text=top).first.click()
-    for item in items:
-        page.locator(".lm-Menu-item:visible .lm-Menu-itemLabel").get_by_text(item, exact=True).first.click()
 
 
 def _shoot(page, name: str) -> None:
@@ -132,17 +28,11 @@ def _shoot(page, name: str) -> None:
 
 
 def test_chat_notebook_in_a_real_browser(tmp_path, capsys):
-    _require(Path(CHROMIUM).exists(), f"{CHROMIUM} not found: apt-get install -y chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _require(False, "playwright (python) not installed: pip install -e '.[test]'")
-    SHOTS.mkdir(exist_ok=True)
-    (SHOTS / ".gitignore").write_text("*\n")
+    sync_playwright = require_browser()
     with capsys.disabled():
         print(f"\nbrowser test screenshots: {SHOTS}")
     started = time.monotonic()
-    lab = JupyterLab(tmp_path)
+    lab = JupyterLab(tmp_path, NOTEBOOK)
     dialogs: list[str] = []
     console_errors: list[str] = []
     try:
@@ -155,28 +45,8 @@ def test_chat_notebook_in_a_real_browser(tmp_path, capsys):
                 page.set_default_timeout(20_000)
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
                 page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-                page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?reset&token={lab.token}")
-                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=30_000)
-
-                # the stored outputs go first (so every prompt and widget seen below is from this run),
-                # then every cell runs but the last one (it closes the lab)
-                n_code = sum(c["cell_type"] == "code" for c in json.loads(NOTEBOOK.read_text())["cells"])
-                code_cells = page.locator(".jp-Notebook .jp-CodeCell")
-                page.wait_for_function("(n) => document.querySelectorAll('.jp-Notebook .jp-CodeCell').length === n",
-                                       arg=n_code)
-                _menu(page, "Edit", "Clear Outputs of All Cells")
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]"
-                    ".every(p => !/\\d/.test(p.textContent))")
-                code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
-                _menu(page, "Run", "Run All Above Selected Cell")
-                page.wait_for_function(
-                    """(n) => {
-                        const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
-                        return prompts.slice(0, n - 1).every(p => /\\[\\d+\\]/.test(p.textContent));
-                    }""", arg=n_code, timeout=30_000)
-                errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                                      has_text=re.compile("Traceback|Error"))
+                n_code = open_and_run_all_but_last(page, lab, NOTEBOOK)
+                errors = error_outputs(page)
                 assert errors.count() == 0, errors.first.inner_text()
 
                 chat = page.locator(".siolab-chat")
@@ -249,26 +119,18 @@ def test_chat_notebook_in_a_real_browser(tmp_path, capsys):
                 assert diagrams.nth(0).locator("text", has_text="WS UPGRADE").count() >= 1
 
                 page.screenshot(path=str(SHOTS / "light_after_xss.png"))
-                _menu(page, "Settings", "Theme", "JupyterLab Dark")
+                menu(page, "Settings", "Theme", "JupyterLab Dark")
                 page.locator("body[data-jp-theme-light='false']").wait_for(state="attached")
                 page.wait_for_timeout(500)
                 _shoot(page, "dark")
 
                 # the last cell closes the lab: the panels show it
-                code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
-                page.keyboard.press("Control+Enter")
-                page.wait_for_function(
-                    """(n) => /\\[\\d+\\]/.test(document.querySelectorAll(
-                        '.jp-Notebook .jp-CodeCell .jp-InputPrompt')[n - 1].textContent)""",
-                    arg=n_code, timeout=15_000)
+                run_last_cell(page, n_code)
                 assert errors.count() == 0, errors.first.inner_text()
                 panel["alice"].locator(".siolab-chat-state", has_text="disconnected").wait_for(timeout=5_000)
             except Exception:
                 if page is not None:  # leave evidence: what the page showed, and each cell's prompt
-                    page.screenshot(path=str(SHOTS / "failure.png"))
-                    prompts = page.evaluate("[...document.querySelectorAll('.jp-InputPrompt')]"
-                                            ".map(p => p.textContent)")
-                    print(f"failure.png saved; prompts: {prompts}; dialogs: {dialogs}; console: {console_errors}")
+                    failure_evidence(page, "failure", dialogs, console_errors)
                 raise
             finally:
                 browser.close()
