@@ -30,9 +30,12 @@ node-deps:
 		(cd tests/node && npm ci --no-audit --no-fund --loglevel=error); \
 	else echo "npm not found: interop tests with the Node.js reference implementation will be skipped"; fi
 
-lab: setup-lab
+# 127.0.0.1 only; the URL with its token is printed; no browser is opened where there is no display;
+# root (a container, a CI box) needs --allow-root.
+lab: setup-lab node-deps
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
-		$$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY$$BROWSER" ] || [ "$$(uname)" = Darwin ] || echo --no-browser )
+		$$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY$$BROWSER" ] || [ "$$(uname)" = Darwin ] || echo --no-browser ) \
+		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: setup-test
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
