@@ -22,8 +22,10 @@ async def lab():
     async def echo(sid, data):
         return data
 
-    yield lab
-    await lab.close()
+    try:
+        yield lab
+    finally:
+        await lab.close()
     # every record reached the listener, and the trace kept them all
     assert lab.trace.dropped == 0 and len(counted) == len(lab.trace)
     assert counted == list(lab.trace)

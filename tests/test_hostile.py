@@ -73,11 +73,13 @@ async def hostile():
     http = aiohttp.ClientSession(headers={"X-Siolab-Client": "evil"})
     lab.http = http
     lab.chatter = chatter
-    yield lab
-    await chatter.check()
-    await chatter.stop()
-    await http.close()
-    await lab.close()
+    try:
+        yield lab
+        await chatter.check()  # and once more at the very end
+    finally:
+        await chatter.stop()
+        await http.close()
+        await lab.close()
 
 
 async def handshake(lab, **query):

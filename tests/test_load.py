@@ -44,12 +44,14 @@ async def test_fifty_clients_two_hundred_events_each():
         await asyncio.gather(*(one(i) for i in range(EVENTS)))
         return sorted(acks)
 
-    results = await asyncio.gather(*(run(c, name) for c, name in zip(clients, names)))
-    exchanged = time.perf_counter()
+    try:
+        results = await asyncio.gather(*(run(c, name) for c, name in zip(clients, names)))
+        exchanged = time.perf_counter()
+        transports = {name: c.transport() for name, c in zip(names, clients)}
+    finally:
+        ports = [lab.tap.port, lab.server_port]
+        await lab.close()
     polling = {name for n, name in enumerate(names) if n % 2 == 0}
-    transports = {name: c.transport() for name, c in zip(names, clients)}
-    ports = [lab.tap.port, lab.server_port]
-    await lab.close()
     closed = time.perf_counter()
 
     # every event arrived exactly once, every ack came back to its client

