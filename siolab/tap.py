@@ -84,13 +84,14 @@ class Tap:
     """Recording reverse proxy; ``await Tap(upstream).start()`` then point clients at ``tap.url``."""
 
     def __init__(self, upstream: str, trace: Trace | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 layer: str = "socket.io") -> None:
+                 layer: str = "socket.io", record: bool = True) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the tap binds %s: it is reachable from other machines", host)
         self.upstream = upstream.rstrip("/")
         self.trace = trace if trace is not None else Trace()
         self.host, self.port = host, port
         self.layer = layer  # "socket.io" decodes messages as Socket.IO; "engine.io" stops at Engine.IO
+        self.record = record  # False: relay only (no decoding, no packet records, no faults): a baseline
         self.faults = Faults(self.trace)
         self.names: dict[str, str] = {}  # Engine.IO sid -> client name
         self._conns: dict[tuple, _Conn] = {}
@@ -258,6 +259,8 @@ class Tap:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._handle_websocket(request)
+        if not self.record:
+            return await self._relay_http(request)
         client, sid = self._client_of(request)
         upstream = self._route(request, sid)
         query = _strip_client(request.query_string)
@@ -528,8 +531,24 @@ class Tap:
                 await upstream.close()
         return ws
 
+    async def _relay_http(self, request: web.Request) -> web.StreamResponse:
+        """Relay one HTTP request unchanged, recording nothing (``record=False``)."""
+        query = _strip_client(request.query_string)
+        url = self.upstream + request.path + (f"?{query}" if query else "")
+        async with self._session_http.request(request.method, url, headers=_forward_headers(request.headers),
+                                              data=await request.read(), allow_redirects=False) as up:
+            body = await up.read()
+            return web.Response(body=body, status=up.status, headers=_forward_headers(up.headers))
+
     async def _pump(self, src, dst, dir: str, state: dict, key: Any) -> None:
         """Relay frames one way, recording each; returns when ``src`` closes."""
+        if not self.record:
+            async for msg in src:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await dst.send_str(msg.data)
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    await dst.send_bytes(msg.data)
+            return
         while True:
             msg = await src.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
@@ -616,8 +635,10 @@ def _html_answer(status: int) -> str:
 
 
 def _is_html(ctype: str, text: str) -> bool:
-    return ctype.startswith(("text/html", "application/xhtml")) or text.lstrip()[:15].lower().startswith(
-        ("<!doctype html", "<html"))
+    """An HTML page, judged by its body: the Node.js engine.io answers a POST's plain ``ok`` as text/html."""
+    head = text.lstrip()[:15].lower()
+    return head.startswith(("<!doctype html", "<html")) or (
+        ctype.startswith(("text/html", "application/xhtml")) and head.startswith("<"))
 
 
 def _align(records: list[Record], parts: list[str]) -> list[Record]:

@@ -52,3 +52,32 @@ async def test_python_client_through_the_tap_to_the_official_server():
     assert trace.raws(client="py", transport="websocket")[:3] == ["2probe", "3probe", "5"]
     assert trace.expect(client="py", dir="s2c", sio="connect").raw.startswith('40{"sid":')
     assert trace.expect(client="py", dir="s2c", sio="ack").args == ["hi"]
+
+
+@needs_node
+async def test_polling_client_to_the_official_server_ok_reply_is_not_an_error():
+    async with node_server("sio_server.js", "--ping-interval", "1000", "--ping-timeout", "1000") as port:
+        trace = Trace()
+        async with Tap(f"http://127.0.0.1:{port}", trace) as tap:
+            client = socketio.AsyncClient()
+            await client.connect(tap.url, headers={"X-Siolab-Client": "py"}, transports=["polling"], wait_timeout=5)
+            assert await client.call("echo", "hi", timeout=5) == "hi"
+            await asyncio.wait_for(client.disconnect(), 5)
+    ok = trace.expect(kind="http", dir="s2c", where=lambda r: r.http["method"] == "POST")
+    assert ok.raw == "ok" and ok.error is None  # Node sends its "ok" as text/html: still not an HTML page
+    assert [r for r in trace if r.error] == []
+
+
+async def test_tap_with_recording_off_relays_without_packet_records(lab):
+    @lab.server.on("echo")
+    async def echo(sid, data):
+        return data
+
+    quiet = Trace()
+    async with Tap(lab.server_url, quiet, record=False) as tap:
+        for transports in (["polling"], ["websocket"]):
+            client = socketio.AsyncClient()
+            await client.connect(tap.url, transports=transports, wait_timeout=5)
+            assert await client.call("echo", "hi", timeout=5) == "hi"
+            await asyncio.wait_for(client.disconnect(), 5)
+    assert quiet.packets() == []
