@@ -535,10 +535,13 @@ class Tap:
         """Relay one HTTP request unchanged, recording nothing (``record=False``)."""
         query = _strip_client(request.query_string)
         url = self.upstream + request.path + (f"?{query}" if query else "")
-        async with self._session_http.request(request.method, url, headers=_forward_headers(request.headers),
-                                              data=await request.read(), allow_redirects=False) as up:
-            body = await up.read()
-            return web.Response(body=body, status=up.status, headers=_forward_headers(up.headers))
+        try:
+            async with self._session_http.request(request.method, url, headers=_forward_headers(request.headers),
+                                                  data=await request.read(), allow_redirects=False) as up:
+                body = await up.read()
+                return web.Response(body=body, status=up.status, headers=_forward_headers(up.headers))
+        except (aiohttp.ClientError, OSError) as exc:
+            return web.Response(status=502, text=f"siolab tap: upstream {self.upstream} unreachable: {exc}")
 
     async def _pump(self, src, dst, dir: str, state: dict, key: Any) -> None:
         """Relay frames one way, recording each; returns when ``src`` closes."""
