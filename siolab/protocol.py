@@ -24,17 +24,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from engineio import packet as eio_packet
-from socketio import packet as sio_packet
+# The libraries' packet modules are imported on first use: importing python-engineio or python-socketio
+# pulls in aiohttp and both their servers and clients (~0.6 s), which ``import siolab`` should not pay.
+@functools.cache
+def _eio_packet():
+    from engineio import packet
+    return packet
 
-EIO_TYPES = tuple(name.lower() for name in eio_packet.packet_names)
-SIO_TYPES = tuple(name.lower() for name in sio_packet.packet_names)
+
+@functools.cache
+def _sio_packet():
+    from socketio import packet
+    return packet
+
+
+# The libraries' ``packet_names``, lowercased (tests/test_protocol.py checks they still agree).
+EIO_TYPES = ("open", "close", "ping", "pong", "message", "upgrade", "noop")
+SIO_TYPES = ("connect", "disconnect", "event", "ack", "connect_error", "binary_event", "binary_ack")
 RECORD_SEPARATOR = "\x1e"
 
 EIO_MEANING = {
@@ -131,7 +144,7 @@ def decode_eio(raw: str | bytes | bytearray) -> EioPacket:
                              "this is the older protocol (EIO=3); v4 joins packets with \\x1e")
         return EioPacket(raw=raw, error=f"unknown Engine.IO packet type {raw[0]!r}: expected a digit 0-6")
     try:
-        pkt = eio_packet.Packet(encoded_packet=raw)
+        pkt = _eio_packet().Packet(encoded_packet=raw)
     except Exception as exc:  # the library's own parser refused it
         return EioPacket(raw=raw, error=f"Engine.IO parser: {exc}")
     name = EIO_TYPES[pkt.packet_type]
@@ -252,7 +265,7 @@ def decode_sio(text: Any) -> SioPacket:
         return SioPacket(raw=text, error=f"unknown Socket.IO packet type {text[0]!r}: expected a digit 0-6")
     name = SIO_TYPES[int(text[0])]
     try:
-        pkt = sio_packet.Packet(encoded_packet=text)
+        pkt = _sio_packet().Packet(encoded_packet=text)
     except (ValueError, json.JSONDecodeError) as exc:
         return SioPacket(raw=text, type=name, error=f"cannot decode {name.upper()}: {exc}")
     except Exception as exc:  # any other refusal by the library's parser
@@ -307,7 +320,7 @@ def fill_placeholders(data: Any, attachments: list[bytes]) -> Any:
     """Replace each placeholder with a marker for its attachment (library's reconstruct, markers not bytes)."""
     markers = [attachment_marker(a) for a in attachments]
     try:
-        return sio_packet.Packet.reconstruct_binary(data, markers)
+        return _sio_packet().Packet.reconstruct_binary(data, markers)
     except (IndexError, TypeError, KeyError, RecursionError):  # RecursionError: absurdly deep arrays
         return data
 

@@ -199,3 +199,16 @@ def test_socketio_round_trip(kwargs):
 def test_decode_marks_non_message_packets_without_socketio_layer():
     d = decode(decode_eio("2"))
     assert d.sio is None and d.error is None
+
+
+def test_type_names_are_the_libraries_own():
+    assert EIO_TYPES == tuple(n.lower() for n in eio_packet.packet_names)
+    assert SIO_TYPES == tuple(n.lower() for n in sio_packet.packet_names)
+
+
+def test_import_siolab_does_not_import_the_servers():
+    import subprocess
+    import sys
+    code = "import sys, siolab; print('socketio' in sys.modules, 'aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
