@@ -157,12 +157,13 @@ class Lab:
     """A Socket.IO server with the recording tap in front and named clients, on the running loop.
 
     Safe by default: the server and the tap bind 127.0.0.1 (``host="0.0.0.0"`` opens them to other
-    machines, and logs a warning). CORS is same-origin (python-engineio's ``cors_allowed_origins=None``):
-    clients that send no Origin header (python, Node.js) and pages served from the lab's own URL connect;
-    a browser page from anywhere else is refused with 400 "... is not an accepted origin.", which the
-    trace explains. To let a page on another origin in, name it:
-    ``siolab.start(cors_allowed_origins=["http://localhost:8888"])`` (``"*"`` accepts every origin,
-    which is rarely what you want).
+    machines, and logs a warning). CORS is same-origin (``cors_allowed_origins=None`` means
+    ``siolab.server.same_host_origin``): clients that send no Origin header (python, Node.js) and pages
+    whose origin names the host the request was sent to (the lab's own URL, or the Jupyter server a page
+    reaches the lab through with jupyter-server-proxy, also behind TLS) connect; a browser page from
+    anywhere else is refused with 400 "... is not an accepted origin.", which the trace explains. To let a
+    page on another origin in, name it: ``siolab.start(cors_allowed_origins=["http://localhost:8888"])``
+    (``"*"`` accepts every origin, which is rarely what you want).
     """
 
     def __init__(self, *, ping_interval: float = 5, ping_timeout: float = 5, host: str = "127.0.0.1",

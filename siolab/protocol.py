@@ -424,7 +424,7 @@ def explain_refusal(status: int, body: str) -> str:
         hint = " - the transport query parameter is missing or not one the server allows"
     elif "origin" in low:
         hint = (" - refused because of the request's Origin header (CORS): the server accepts only the origins "
-                "in its cors_allowed_origins (same origin by default in python-engineio)")
+                "in its cors_allowed_origins (same origin by default)")
     elif status == 403:
         hint = " - refused by the server (often CORS: the Origin is not allowed)"
     elif "too large" in low or status == 413:

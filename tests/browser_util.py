@@ -200,11 +200,25 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
         ".every(p => !/\\d/.test(p.textContent))")
     code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
     menu(page, "Run", "Run All Above Selected Cell")
+    started = "() => /\\[(\\*|\\d+)\\]/.test(document.querySelector('.jp-Notebook .jp-CodeCell .jp-InputPrompt').textContent)"
+    try:
+        page.wait_for_function(started, timeout=10_000)
+    except Exception:  # the menu click did not take (a busy machine): once more
+        code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
+        menu(page, "Run", "Run All Above Selected Cell")
+        page.wait_for_function(started, timeout=10_000)
+    # done when every cell but the last has its number, or when one failed (Run All stops there)
     page.wait_for_function(
         """(n) => {
             const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
-            return prompts.slice(0, n - 1).every(p => /\\[\\d+\\]/.test(p.textContent));
+            const failed = [...document.querySelectorAll(
+                ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
+                .some(e => /Traceback/.test(e.textContent));
+            const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
+            return prompts.slice(0, n - 1).every(p => /\\[\\d+\\]/.test(p.textContent)) || (failed && idle);
         }""", arg=n_code, timeout=timeout)
+    failed = error_outputs(page)
+    assert failed.count() == 0, f"a cell failed:\n{failed.first.inner_text()}"
     return n_code
 
 

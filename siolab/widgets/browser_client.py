@@ -14,9 +14,12 @@ Two views of the same client, for assertions:
 
 - the wire, in the kernel at once: ``await browser.wait_connected()``, ``await browser.emit(...)``
   (both wait on ``lab.trace``, which the tap fills while a cell runs);
-- the page's own report, in synced traitlets (``status``, ``sid``, ``transport``, ``upgraded``,
-  ``received``, ``reason``). The page sends them as comm messages, which the kernel reads only
-  between cells: assert on them in a later cell, never in the cell that waits.
+- the page's own report, in traitlets (``status``, ``sid``, ``transport``, ``upgraded``, ``received``,
+  ``reason``), kept up to date from the page's widget messages. ipykernel 7 reads those even while a
+  cell awaits; ipykernel 6 only between cells, so assert on them in a cell of their own.
+
+Outside a page served by a Jupyter server (VS Code, Colab) the panel says it cannot connect, and why;
+``wait_connected`` then returns False and a lesson skips what needs the page.
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ _registry: "weakref.WeakKeyDictionary[Any, dict[str, BrowserClient]]" = weakref.
 class BrowserClient(anywidget.AnyWidget):
     """A panel that runs the official socket.io-client in this page, connected to ``lab`` through the tap."""
 
+    closed = False      # (class defaults: close() may run from __del__ of a widget whose __init__ raised)
+    _stopping = False
+    _seq = 0            # the newest state report applied
+    _run: str | None = None  # which page client the reports come from
     _esm = STATIC / "browser_client.js"
     _css = css("browser_client.css")
 
@@ -59,7 +66,7 @@ class BrowserClient(anywidget.AnyWidget):
     eio_sid = traitlets.Unicode(None, allow_none=True)          # socket.io.engine.id (Engine.IO)
     transport = traitlets.Unicode(None, allow_none=True)        # socket.io.engine.transport.name
     upgraded = traitlets.Bool(False)
-    received = traitlets.List()                                 # [{"event": ..., "args": [...]}], the last KEEP
+    received = traitlets.List()                     # [{"n": 1, "event": ..., "args": [...]}], the last KEEP
     page = traitlets.Dict()                                     # {"base_url", "path", "origin"} as the page saw them
 
     def __init__(self, lab: Any, name: str = "browser", *, transports: list[str] | None = None,
@@ -82,7 +89,7 @@ class BrowserClient(anywidget.AnyWidget):
         super().__init__(name=name, port=lab.tap.port, library=library, library_error=library_error,
                          options=options)
         self.lab = lab
-        self.closed = False
+        self.closed = self._stopping = False
         self._mark = lab.trace.now()  # this client's records come after this time
         mine[name] = self
         self.observe(self._stop_if_lab_closed, names="status")
@@ -117,6 +124,13 @@ class BrowserClient(anywidget.AnyWidget):
         """Ask the page's client to ``socket.connect()`` again (a new handshake, the whole sequence again)."""
         self.send({"type": "connect"})
 
+    def stop(self, reason: str = "stopped from the kernel") -> None:
+        """Stop the page's client for good (no more reconnection attempts, and emit, connect and reconnect are
+        ignored from then on); the panel stays, saying why."""
+        if not self._stopping:
+            self._stopping = True
+            self.send({"type": "stop", "reason": str(reason)})
+
     def reconnect(self) -> None:
         """Disconnect the page's client and connect it again, like the panel's Reconnect button."""
         self.send({"type": "reconnect"})
@@ -134,19 +148,30 @@ class BrowserClient(anywidget.AnyWidget):
                  "transport": (str, type(None)), "upgraded": bool, "page": dict}
 
     def _on_page(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict):
+        # Reports are numbered: ipykernel 7 may handle a message that arrived during a cell before one that
+        # arrived just before the cell started, so an older report must not undo a newer one. Numbers count
+        # per page client ("run"): a reloaded page makes a new client, which starts from 1.
+        if not isinstance(content, dict) or not isinstance(content.get("run"), str):
             return
-        if content.get("type") == "state" and isinstance(content.get("state"), dict):
+        if content["run"] != self._run:  # a new page client (the page was reloaded): its numbers start again
+            self._run, self._seq = content["run"], 0
+            self.received = []
+        seq = content.get("seq")
+        if content.get("type") == "state" and isinstance(content.get("state"), dict) and _count(seq):
+            if seq <= self._seq:
+                return
+            self._seq = seq
             with self.hold_trait_notifications():
                 for key, value in content["state"].items():
                     kind = self._REPORTED.get(key)
                     if kind is not None and isinstance(value, kind):
                         setattr(self, key, value)
-        elif content.get("type") == "received" and isinstance(content.get("item"), dict):
+        elif content.get("type") == "received" and isinstance(content.get("item"), dict) and _count(content.get("n")):
             item = content["item"]
-            entry = {"event": str(item.get("event")), "args": item.get("args") if isinstance(item.get("args"), list)
-                     else []}
-            self.received = (self.received + [entry])[-KEEP:]
+            entry = {"n": content["n"], "event": str(item.get("event")),
+                     "args": item.get("args") if isinstance(item.get("args"), list) else []}
+            if all(e["n"] != entry["n"] for e in self.received):  # the page sends recent events twice
+                self.received = sorted(self.received + [entry], key=lambda e: e["n"])[-KEEP:]
 
     @property
     def events(self) -> list[str]:
@@ -156,14 +181,17 @@ class BrowserClient(anywidget.AnyWidget):
     def _stop_if_lab_closed(self, change: dict) -> None:
         # the official client reconnects after the server goes away; once the lab is closed, nothing will answer
         if getattr(self.lab, "closed", False) and change["new"] not in ("connected", "stopped"):
-            self.send({"type": "stop", "reason": "the lab was closed (await lab.close())"})
+            self.stop("the lab was closed (await lab.close())")
 
     def close(self) -> None:
         """Disconnect the page's client and remove the panel."""
         if not self.closed:
             self.closed = True
             if self.comm is not None:
-                self.send({"type": "stop", "reason": "the widget was closed"})
+                self.stop("the widget was closed")
+                # the bundle must not end up in a notebook: nbconvert (and JupyterLab's "save widget state")
+                # store each widget's last state in the notebook's metadata
+                self.library = ""
         super().close()
 
     def __repr__(self) -> str:
@@ -173,6 +201,10 @@ class BrowserClient(anywidget.AnyWidget):
 def browser_client(lab: Any, name: str = "browser", **options: Any) -> BrowserClient:
     """The official socket.io-client, in this page, connected to ``lab`` (see ``BrowserClient``)."""
     return BrowserClient(lab, name, **options)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 # ------------------------------------------------------------------ what DevTools shows
@@ -217,8 +249,8 @@ def network_tab(records: Any, client: str, *, frames: int = 6) -> str:
     lines = [f"{'#':>2}  {'method':<6} {'type':<14} {'status':<6} payload"]
     for i, row in enumerate(rows, 1):
         if row["type"] == "websocket":
-            shown = [f for f in row["frames"] if f not in ("↓ 2", "↑ 3")][:frames]
-            payload = "  ".join(shown) + ("  …" if len(row["frames"]) > len(shown) else "")
+            kept = [f for f in row["frames"] if f not in ("↓ 2", "↑ 3")]
+            payload = "  ".join(_short(f) for f in kept[:frames]) + ("  …" if len(kept) > frames else "")
         else:
             payload = "  ".join(["↑ " + _short(p, 40) for p in row["up"]] + ["↓ " + _short(p) for p in row["down"]])
         lines.append(f"{i:>2}  {row['method']:<6} {row['type']:<14} {str(row['status'] or '…'):<6} {payload}")
@@ -234,7 +266,7 @@ async def cors_probe(lab: Any, origin: str, *, host: str | None = None, client: 
     import aiohttp
 
     url = f"{lab.url}/socket.io/?EIO=4&transport=polling"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         headers = {"Origin": origin, "X-Siolab-Client": client, **({"Host": host} if host else {})}
         async with http.get(url, headers=headers) as response:
             body = await response.text()

@@ -63,7 +63,12 @@ function short(value, limit = 160) {
 // why a connection attempt failed, from what jupyter-server-proxy or the lab answered
 function explainFailure(err, port) {
   const status = typeof err?.description === "number" ? err.description : null;
-  const body = typeof err?.context?.responseText === "string" ? err.context.responseText : "";
+  let body = typeof err?.context?.responseText === "string" ? err.context.responseText.trim() : "";
+  try {
+    if (body.startsWith('"')) body = JSON.parse(body); // python-engineio answers with a JSON string
+  } catch (e) {
+    // not JSON: shown as it came
+  }
   const what = (err?.message || "connection failed") + (status ? ` (HTTP ${status})` : "");
   if (status === 404) {
     return `${what}: the Jupyter server has no /proxy/ route. jupyter-server-proxy must be installed where the ` +
@@ -74,13 +79,13 @@ function explainFailure(err, port) {
   }
   if (status === 400 && /origin/i.test(body)) {
     return `${what}: the lab's server does not accept this page's origin (${location.origin}): CORS. ` +
-      `See the trace: the request carried Origin and the server answered 400 "${body.trim()}".`;
+      `See the trace: the request carried Origin and the server answered 400 "${body}".`;
   }
   if (status && status >= 500) {
     return `${what}: the Jupyter server could not reach the lab's tap on port ${port}. Is the lab still open ` +
       `(re-run the cell with siolab.start)? Does the kernel run on the same machine as the Jupyter server?`;
   }
-  return what + (status === 400 && body ? `: ${body.trim()}` : "");
+  return what + (status === 400 && body ? `: ${body}` : "");
 }
 
 export default {
@@ -99,19 +104,50 @@ export default {
       emit: null,
     };
     CLIENTS.set(key, client);
+    // Every report carries the whole state and a sequence number, and the last ones are sent again half a
+    // second later: ipykernel 7 handles widget messages that arrive while a cell runs at once, but one that
+    // arrives between two cells waits for the next cell to end, so a later copy may overtake it. The kernel
+    // keeps the newest state and each received event once.
+    const run = Math.random().toString(36).slice(2);  // this page's client (a reloaded page starts a new one)
+    let seq = 0;
+    let count = 0;      // events received so far
+    const recent = [];  // the last few received events, with their numbers, for the copy
+    let resendTimer = null;
+    const send = (message) => {
+      if (state.closed) return;
+      try {
+        model.send(message);
+      } catch (e) {
+        // no kernel to tell (a restored panel): the panel shows the state anyway
+      }
+    };
+    const sendState = () => {
+      const { received, ...whole } = client.state;
+      send({ type: "state", run, seq: ++seq, state: whole });
+    };
+    const sendAgainSoon = () => {
+      clearTimeout(resendTimer);
+      resendTimer = setTimeout(() => {
+        sendState();
+        for (const [n, item] of recent) send({ type: "received", run, n, item });
+      }, 500);
+    };
     const report = (patch) => {
       Object.assign(client.state, patch);
       for (const listener of client.changed) listener();
-      if (!state.closed) model.send({ type: "state", state: patch });
+      sendState();
+      sendAgainSoon();
     };
 
     function stop(reason) {
+      if (state.stopped) return;
+      const before = client.state.reason;
       state.stopped = true;
       if (state.socket) {
         state.socket.io.reconnection(false);
         state.socket.disconnect();
       }
-      report({ status: "stopped", reason });
+      report({ status: "stopped", reason: reason + (before ? `. Before that: ${before}` : "") });
     }
 
     async function start() {
@@ -120,6 +156,11 @@ export default {
       const base = jupyterBaseUrl();
       if (model.get("library_error")) {
         report({ status: "cannot connect", reason: model.get("library_error") });
+        return;
+      }
+      if (!model.get("library")) {  // a panel restored from a saved notebook: its kernel-side client is gone
+        report({ status: "not running", reason: "This panel was saved with the notebook. Run its cell to start " +
+          "the client." });
         return;
       }
       if (base === null) {
@@ -154,7 +195,16 @@ export default {
       });
       socket.io.on("reconnect_attempt", (n) => report({ status: `reconnecting (attempt ${n})` }));
       socket.on("connect", () => report({ status: "connected", reason: "", sid: socket.id, ...engineState() }));
-      socket.on("disconnect", (why) => report({ status: "disconnected", reason: why, sid: null, transport: null }));
+      // why the last transport failed (e.g. a POST refused with 400), for the disconnect that follows
+      let failure = "";
+      socket.io.on("error", (err) => {
+        failure = explainFailure(err, port);
+      });
+      socket.on("disconnect", (why) => {
+        if (state.stopped) return;
+        report({ status: "disconnected", reason: why + (failure ? ` (${failure})` : ""), sid: null, transport: null });
+        failure = "";
+      });
       socket.on("connect_error", (err) => {
         if (!state.stopped) report({ status: "connect error", reason: explainFailure(err, port) });
       });
@@ -164,7 +214,10 @@ export default {
         received.push(item);
         if (received.length > KEEP) received.splice(0, received.length - KEEP);
         for (const listener of client.changed) listener();
-        if (!state.closed) model.send({ type: "received", item });
+        recent.push([++count, item]);
+        if (recent.length > 10) recent.shift();
+        send({ type: "received", run, n: count, item });
+        sendAgainSoon();
       });
     }
 
@@ -196,6 +249,7 @@ export default {
       model.off("msg:custom", onMessage);
       if (CLIENTS.get(key) === client) CLIENTS.delete(key);
       state.stopped = state.closed = true;  // the model is gone: nothing more to tell the kernel
+      clearTimeout(resendTimer);
       if (state.socket) {
         state.socket.io.reconnection(false);
         state.socket.disconnect();
@@ -280,6 +334,7 @@ export default {
         /starting|connecting|reconnecting/.test(st) ? "siolab-bc-wait" : "siolab-bc-down");
       root.classList.toggle("siolab-bc-offline", st !== "connected");
       root.dataset.status = st;
+      again.disabled = !client || /stopped|cannot connect|not running/.test(st);
       reason.textContent = s.reason || "";
       reason.hidden = !s.reason;
       const transport = s.transport;
