@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib
 import json
 import os
 import socket
@@ -301,8 +300,6 @@ def bench_lessons(args) -> None:
     print("\nlessons", flush=True)
     times = []
     for _ in range(5):
-        out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import siolab"], capture_output=True,
-                             text=True, cwd=ROOT)
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import siolab"], cwd=ROOT, check=True)
         times.append(time.perf_counter() - t)

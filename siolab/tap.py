@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 
 from . import protocol
 from .faults import Fault, Faults
-from .trace import EXCHANGE_SERVER, Record, Trace, matches
+from .trace import EXCHANGE_SERVER, Record, Trace
 
 log = logging.getLogger("siolab.tap")
 
@@ -286,7 +286,7 @@ class Tap:
                 body_error = perr or next((r.error for r in records if r.error), None)
                 if held:
                     records = [_held(rec) for rec in records]
-                body = await self._apply_faults(records, body, packets, "c2s")
+                body = await self._apply_faults(records, body, "c2s")
                 if body is None:  # every packet dropped: answer as the server would, without relaying
                     self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 200}, raw="ok",
                                    note="answered by the tap: every packet of this POST was dropped", **where)
@@ -349,7 +349,7 @@ class Tap:
                 records = self._packet_records(packets, dir="s2c", http=resp_http, key=key, **where)
                 if held:
                     records = [_held(rec) for rec in records]
-                new_body = await self._apply_faults(records, plain, packets, "s2c")
+                new_body = await self._apply_faults(records, plain, "s2c")
                 if new_body is None:
                     new_body = b"6"
                     self.trace.add(kind="fault", dir="s2c", http=resp_http, raw="6", eio="noop",
@@ -436,7 +436,7 @@ class Tap:
                                 + (f" ({delayed} packets)" if delayed > 1 else ""))
         return dropped, delay
 
-    async def _apply_faults(self, records: list[Record], body: bytes | str, packets, dir: str):
+    async def _apply_faults(self, records: list[Record], body: bytes | str, dir: str):
         """Record packets, apply drop/delay faults; returns the (possibly rebuilt) body or None if all dropped."""
         dropped, delay = self._record_with_faults(records, dir)
         if delay:

@@ -1,4 +1,3 @@
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -22,7 +21,3 @@ def node_available() -> bool:
 
 needs_node = pytest.mark.skipif(not node_available(),
                                 reason="node or tests/node/node_modules missing: run `cd tests/node && npm ci`")
-
-
-async def settle(seconds: float = 0.05) -> None:
-    await asyncio.sleep(seconds)

@@ -8,7 +8,6 @@ import sys
 import socketio
 from aiohttp import web
 
-import siolab
 
 
 def run(*args, timeout=60):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from socketio import packet as sio_packet
 
 from conftest import NODE_DIR, needs_node
-from siolab.protocol import EIO_TYPES, SIO_TYPES, Reassembler, decode_eio, decode_payload, decode_sio
+from siolab.protocol import SIO_TYPES, Reassembler, decode_eio, decode_payload, decode_sio
 
 pytestmark = needs_node
 VECTORS = json.loads((Path(__file__).parent / "data" / "protocol-vectors.json").read_text())

@@ -1,5 +1,4 @@
 """The decoder against the protocol documents' examples, library round trips and malformed input."""
-import base64
 import json
 from pathlib import Path
 

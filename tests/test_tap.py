@@ -4,8 +4,6 @@ import asyncio
 import aiohttp
 import pytest
 
-from conftest import settle
-
 
 def sequence(trace, client, kinds=("packet",)):
     return [(r.dir, r.transport, r.raw) for r in trace if r.client == client and r.kind in kinds]
