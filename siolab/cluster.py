@@ -445,7 +445,7 @@ class BalancingTap(Tap):
                 else "a session's requests go to the server that answered its handshake (by sid)")
         self.trace.add(kind="log", note=f"load balancer: {self.policy}: {what}")
 
-    def upstream_for(self, request: web.Request, sid: str | None) -> str:
+    def upstream_for(self, request: Any, sid: str | None) -> str:
         name = self.routes.get(sid) if self.policy == "sticky" and sid else None
         if name is None:
             names = list(self.upstreams)

@@ -1,27 +1,23 @@
 """The tap: a recording reverse proxy between Socket.IO clients and any server.
 
-It relays HTTP long-polling and WebSocket traffic unchanged (bodies, query strings,
-headers including Host, cookies and CORS; every frame both ways; close codes) and
-records every Engine.IO packet and HTTP exchange into a Trace. Clients may name
-themselves with an ``X-Siolab-Client`` header or a ``siolab_client`` query
-parameter; the tap strips both before relaying. Fault switches (refuse the
-WebSocket, drop or delay matching packets, pause a client) are recorded too.
+It relays HTTP long-polling and WebSocket traffic as the bytes came (bodies, query strings, headers
+including Host, cookies and CORS; every frame both ways; close codes) and records every Engine.IO
+packet and HTTP exchange into a Trace. The sockets are ``relay.py``'s: the tap parses a copy of what
+goes through, and rewrites only what a fault switch or its own bookkeeping needs. Clients may name
+themselves with an ``X-Siolab-Client`` header or a ``siolab_client`` query parameter; the tap strips both
+before relaying. Fault switches (refuse the WebSocket, drop or delay matching packets, pause a client)
+are recorded too.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-
-from . import protocol
+from . import protocol, relay, wire
 from .faults import Fault, Faults
 from .trace import EXCHANGE_SERVER, Record, Trace
 
@@ -29,10 +25,8 @@ log = logging.getLogger("siolab.tap")
 
 CLIENT_HEADER = "X-Siolab-Client"
 CLIENT_PARAM = "siolab_client"
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-               "transfer-encoding", "upgrade", "content-length", CLIENT_HEADER.lower()}
-_WS_HANDSHAKE = {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
-                 "sec-websocket-protocol", "sec-websocket-accept"}
+# Offered WebSocket extensions are not passed on: with permessage-deflate the frames could not be read.
+_DROP_UPGRADE = ("Sec-WebSocket-Extensions",)
 MAX_RECORDED_BODY = 4096  # non-Engine.IO bodies are recorded up to this many characters
 # What a WebSocket close code means (RFC 6455 section 7.4.1), for the trace's close records.
 CLOSE_CODES = {
@@ -46,6 +40,7 @@ CLOSE_CODES = {
 MAX_SESSIONS = 10_000  # Engine.IO sessions the tap remembers (for maxPayload, overlapping polls, close)
 PYTHON_MAX_DECODE_PACKETS = 16  # engineio.payload.Payload.max_decode_packets: a python server drops bigger bodies
 _CLOSE_ERRORS = {1002, 1003, 1007, 1008, 1009, 1011}  # codes that say something was wrong with the traffic
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def _strip_client(query_string: str) -> str:
@@ -55,13 +50,28 @@ def _strip_client(query_string: str) -> str:
     return "&".join(p for p in query_string.split("&") if not p.startswith(CLIENT_PARAM + "="))
 
 
-def _forward_headers(headers, drop: set[str] = frozenset()) -> CIMultiDict:
-    out = CIMultiDict()
-    for key, value in headers.items():
-        low = key.lower()
-        if low not in _HOP_BY_HOP and low not in drop:
-            out.add(key, value)
+def _query(query_string: str) -> dict[str, str]:
+    """The query's parameters, the first value of each (as a server reads them)."""
+    out: dict[str, str] = {}
+    for part in query_string.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            out.setdefault(unquote_plus(key), unquote_plus(value))
     return out
+
+
+class Request:
+    """What the tap reads of one HTTP request (the shape a balancing tap's ``upstream_for`` sees)."""
+
+    __slots__ = ("head", "method", "path", "query_string", "query", "headers")
+
+    def __init__(self, head: wire.Request) -> None:
+        self.head = head
+        self.method = head.method
+        self.path = head.path
+        self.query_string = head.query_string
+        self.query = _query(self.query_string)
+        self.headers = head  # .get(name, default), case-insensitive
 
 
 @dataclass
@@ -96,45 +106,50 @@ class Tap:
         self.names: dict[str, str] = {}  # Engine.IO sid -> client name
         self._conns: dict[tuple, _Conn] = {}
         self._sessions: dict[str, _Session] = {}
-        self._runner: web.AppRunner | None = None
-        self._session_http: aiohttp.ClientSession | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
-        self._upstream_sockets: set[aiohttp.ClientWebSocketResponse] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()  # one per client connection
+        self._websockets: set[_WebSocket] = set()
 
     # ------------------------------------------------------------ lifecycle
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def addresses(self) -> list[tuple]:
+        """The socket addresses the tap listens on."""
+        return [s.getsockname() for s in self._server.sockets] if self._server is not None else []
+
     async def start(self) -> "Tap":
-        trace_config = aiohttp.TraceConfig()
-        trace_config.on_request_end.append(_keep_refusal_body)
-        self._session_http = aiohttp.ClientSession(
-            trace_configs=[trace_config],
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            connector=aiohttp.TCPConnector(limit=0, force_close=False),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-        app = web.Application(client_max_size=256 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    def _accept(self) -> relay.Conn:
+        conn = relay.Conn()
+        conn.on_made = self._serve_soon
+        return conn
+
+    def _serve_soon(self, down: relay.Conn) -> None:
+        task = asyncio.ensure_future(self._serve(down))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        down.task = task
+
     async def close(self) -> None:
-        """Close every relayed WebSocket, the listening socket and the upstream connections."""
-        for ws in list(self._sockets):
-            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
-        for ws in list(self._upstream_sockets):
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session_http is not None:
-            await self._session_http.close()
-            self._session_http = None
+        """Close every relayed WebSocket, the listening socket and the connections both ways."""
+        if self._server is not None:
+            self._server.close()
+        for ws in list(self._websockets):
+            ws.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
     async def __aenter__(self) -> "Tap":
         return await self.start()
@@ -166,7 +181,7 @@ class Tap:
         self.faults.clear()
 
     # ------------------------------------------------------------ routing (a balancing tap overrides these)
-    def upstream_for(self, request: web.Request, sid: str | None) -> str:
+    def upstream_for(self, request: Request, sid: str | None) -> str:
         """The server this request goes to (``sid``: its Engine.IO session, None for a handshake)."""
         return self.upstream
 
@@ -174,13 +189,13 @@ class Tap:
         """How records name the server an exchange went to (None: this tap has one server)."""
         return None
 
-    def _route(self, request: web.Request, sid: str | None) -> str:
+    def _route(self, request: Request, sid: str | None) -> str:
         upstream = self.upstream_for(request, sid)
         EXCHANGE_SERVER.set(self.server_name(upstream))  # every record of this exchange names its server
         return upstream
 
     # ------------------------------------------------------------ recording
-    def _client_of(self, request: web.Request) -> tuple[str | None, str | None]:
+    def _client_of(self, request: Request) -> tuple[str | None, str | None]:
         name = request.headers.get(CLIENT_HEADER) or request.query.get(CLIENT_PARAM)
         sid = request.query.get("sid")
         if name is None and sid is not None:
@@ -255,12 +270,66 @@ class Tap:
             for t, d in conn.reassembler.flush(why):
                 self.trace.append(self._record(d, t=t, dir=dir_, **where))
 
+    # ------------------------------------------------------------ one client connection
+    async def _serve(self, down: relay.Conn) -> None:
+        """Answer the requests of one client connection in turn, until it closes or becomes a WebSocket."""
+        pool: dict[str, relay.Conn] = {}  # server URL -> this client's connection to it (kept alive)
+        try:
+            while True:
+                try:
+                    msg = await down.read_request(on_expect=lambda: down.write(_CONTINUE))
+                except wire.WireError as exc:
+                    self.trace.add(kind="http", dir="c2s", raw=_body_text(bytes(down.buf[:MAX_RECORDED_BODY])),
+                                   error=f"not an HTTP/1.1 request: {exc}",
+                                   note="the tap answered 400 and closed the connection (nothing was relayed)")
+                    down.write(relay.response_bytes(400, f"siolab tap: not an HTTP/1.1 request: {exc}",
+                                                    headers={"Connection": "close"}))
+                    return
+                except ConnectionError:
+                    return
+                if msg is None:
+                    return
+                request = Request(msg.head)
+                if (msg.head.get("Upgrade") or "").lower() == "websocket":
+                    if not await self._handle_websocket(down, msg, request):
+                        return
+                elif not await self._handle_http(down, msg, request, pool):
+                    return
+        finally:
+            for up in pool.values():
+                up.close()
+            if down.on_data is None:  # a WebSocket's connection is closed by its _WebSocket
+                down.close()
+
+    async def _exchange(self, pool: dict[str, relay.Conn] | None, upstream: str, data: bytes,
+                        method: str) -> tuple[relay.Message, relay.Conn]:
+        """Send one request's bytes to ``upstream`` and read the answer (a pooled connection is retried
+        once on a fresh one if the server had closed it before answering)."""
+        up = pool.get(upstream) if pool is not None else None
+        reused = up is not None and not up.closing
+        if not reused:
+            up = await relay.connect(upstream)
+            if pool is not None:
+                pool[upstream] = up
+        up.write(data)
+        try:
+            return await up.read_response(method), up
+        except ConnectionError:
+            if not reused or up.buf:
+                raise
+        up = await relay.connect(upstream)  # the kept-alive connection had gone: once more on a new one
+        if pool is not None:
+            pool[upstream] = up
+        up.write(data)
+        return await up.read_response(method), up
+
     # ------------------------------------------------------------ HTTP (long-polling)
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._handle_websocket(request)
+    async def _handle_http(self, down: relay.Conn, msg: relay.Message, request: Request,
+                           pool: dict[str, relay.Conn]) -> bool:
+        """Relay one request and its answer, recording both; False when the connection should end."""
+        head: wire.Request = msg.head
         if not self.record:
-            return await self._relay_http(request)
+            return await self._relay_http(down, msg, request, pool)
         client, sid = self._client_of(request)
         upstream = self._route(request, sid)
         query = _strip_client(request.query_string)
@@ -268,10 +337,10 @@ class Tap:
         is_eio = "EIO" in request.query
         transport = request.query.get("transport") if is_eio else None
         transport = transport if transport in ("polling", "websocket") else ("polling" if is_eio else None)
-        body = await request.read()
+        body = msg.body
         req_http = {"method": request.method, "path": path, "status": None}
         where = dict(transport=transport, sid=sid, client=client)
-        key = sid or id(request)
+        key = sid or id(msg)
         session = self._session(sid) if is_eio else None
         long_poll = session is not None and request.method == "GET"
         overlap = long_poll and session.polls > 0
@@ -290,7 +359,8 @@ class Tap:
                 if body is None:  # every packet dropped: answer as the server would, without relaying
                     self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 200}, raw="ok",
                                    note="answered by the tap: every packet of this POST was dropped", **where)
-                    return web.Response(text="ok", content_type="text/plain")
+                    down.write(relay.response_bytes(200, "ok"))
+                    return True
             else:
                 self.trace.add(kind="http", dir="c2s", http=req_http, raw=_body_text(body),
                                error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)
@@ -319,16 +389,19 @@ class Tap:
         if long_poll:
             session.polls += 1
         try:
-            headers = _forward_headers(request.headers)
-            async with self._session_http.request(request.method, upstream + path, headers=headers,
-                                                  data=body, allow_redirects=False) as up:
-                rbody = await up.read()
-                status, rheaders = up.status, up.headers
-        except (aiohttp.ClientError, OSError) as exc:
-            text = f"siolab tap: upstream {upstream} unreachable: {exc.__class__.__name__}: {exc}"
-            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, raw=None,
-                           error=f"upstream server unreachable ({exc.__class__.__name__})", note=text, **where)
-            return web.Response(status=502, text=text)
+            answer, up = await self._exchange(pool, upstream, _outgoing(msg, query, body), request.method)
+        except (ConnectionError, OSError, wire.WireError) as exc:
+            pool.pop(upstream, None)
+            what = exc.__class__.__name__
+            text = f"siolab tap: upstream {upstream} unreachable: {what}: {exc}"
+            error = f"upstream server unreachable ({what})"
+            if isinstance(exc, wire.WireError):
+                text = f"siolab tap: upstream {upstream} answered something that is not HTTP/1.1: {exc}"
+                error = f"upstream server's answer is not HTTP: {exc}"
+            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, raw=None, error=error,
+                           note=text, **where)
+            down.write(relay.response_bytes(502, text))
+            return True
         except asyncio.CancelledError:  # the client went away (or the tap is closing) while we waited
             self.trace.add(kind="http", dir="s2c", http={**req_http, "status": None}, raw=None,
                            note="the request was abandoned before the server answered (the client closed the "
@@ -338,11 +411,13 @@ class Tap:
             if long_poll:
                 session.polls -= 1
 
+        rhead: wire.Response = answer.head
+        status, rbody, out = rhead.status, answer.body, answer.raw
         held = self.faults.paused(client)
         resp_http = {**req_http, "status": status}
-        encoding = rheaders.get("Content-Encoding")
+        encoding = rhead.get("Content-Encoding")
         plain = protocol.decompress(rbody, encoding)
-        ctype = rheaders.get("Content-Type", "")
+        ctype = rhead.get("Content-Type") or ""
         if is_eio and status == 200 and request.method == "GET" and ctype.startswith(("text/plain", "application/octet")):
             packets, perr = protocol.decode_payload(plain)
             if packets:
@@ -356,7 +431,9 @@ class Tap:
                                    note="every packet of this response was dropped; the tap answered 6 (noop)",
                                    **where)
                 if new_body is not plain:
-                    rbody, encoding = new_body, None
+                    out = rhead.with_changes(
+                        drop=("Content-Encoding", "Transfer-Encoding"),
+                        set={"Content-Length": str(len(new_body))}).encode() + new_body
             else:
                 self.trace.add(kind="http", dir="s2c", http=resp_http, raw=_body_text(plain),
                                error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)
@@ -396,8 +473,22 @@ class Tap:
                 self._flush(sid, "the session was refused", transport=transport, sid=sid, client=client)
 
         await self._hold(client, "this response", where)
-        out_headers = _forward_headers(rheaders, {"content-encoding"} if encoding is None else set())
-        return web.Response(body=rbody, status=status, headers=out_headers)
+        down.write(out)
+        return _keep_alive(head, rhead, answer, up, pool, upstream)
+
+    async def _relay_http(self, down: relay.Conn, msg: relay.Message, request: Request,
+                          pool: dict[str, relay.Conn]) -> bool:
+        """Relay one HTTP request unchanged, recording nothing (``record=False``)."""
+        upstream = self.upstream_for(request, request.query.get("sid"))
+        try:
+            answer, up = await self._exchange(pool, upstream, _outgoing(msg, _strip_client(request.query_string),
+                                                                        msg.body), request.method)
+        except (ConnectionError, OSError, wire.WireError) as exc:
+            pool.pop(upstream, None)
+            down.write(relay.response_bytes(502, f"siolab tap: upstream {upstream} unreachable: {exc}"))
+            return True
+        down.write(answer.raw)
+        return _keep_alive(msg.head, answer.head, answer, up, pool, upstream)
 
     async def _hold(self, client: str | None, what: str, where: dict) -> None:
         """Wait while the client is paused; if the wait is cut short, say that what was held never went on."""
@@ -415,6 +506,10 @@ class Tap:
 
         The packets go in first, in wire order, then one record for a delay: a trace stays sorted by time.
         """
+        if not self.faults.rules:
+            for rec in records:
+                self.trace.append(rec)
+            return set(), 0.0
         dropped, delay, delayed, rule = set(), 0.0, 0, None
         for rec in records:
             verdict = self.faults.check(rec)
@@ -452,7 +547,9 @@ class Tap:
         return protocol.join_body(keep).encode("utf-8")
 
     # ------------------------------------------------------------ WebSocket
-    async def _handle_websocket(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_websocket(self, down: relay.Conn, msg: relay.Message, request: Request) -> bool:
+        """Relay an upgrade request; on 101 the two connections carry frames until one closes.
+        Returns True if the client's connection stays HTTP (the upgrade was refused)."""
         client, sid = self._client_of(request)
         target = self._route(request, sid)
         query = _strip_client(request.query_string)
@@ -460,147 +557,276 @@ class Tap:
         is_eio = "EIO" in request.query
         where = dict(transport="websocket", sid=sid, client=client)
         req_http = {"method": "GET", "path": path, "status": None}
-        held = self.faults.paused(client)
-        self.trace.add(kind="ws", dir="c2s", http=req_http, note="WebSocket upgrade request" + (
-            "; " + _HELD if held else ""), **where)
-        await self._hold(client, "this WebSocket upgrade request", where)
-        if self.faults.websocket_refused:
-            self.trace.add(kind="fault", dir="s2c", http={**req_http, "status": 403},
-                           note="the tap refused the WebSocket (fault switch: like a proxy without WebSocket "
-                                "support); the client has to stay on long-polling", **where)
-            return web.Response(status=403, text="WebSocket refused by the siolab tap (fault switch)")
-
-        headers = _forward_headers(request.headers, _WS_HANDSHAKE)
-        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        url = target.replace("http", "ws", 1) + path
-        refusal: dict = {}
-        token = _REFUSAL.set(refusal)
+        if self.record:
+            held = self.faults.paused(client)
+            self.trace.add(kind="ws", dir="c2s", http=req_http, note="WebSocket upgrade request" + (
+                "; " + _HELD if held else ""), **where)
+            await self._hold(client, "this WebSocket upgrade request", where)
+            if self.faults.websocket_refused:
+                self.trace.add(kind="fault", dir="s2c", http={**req_http, "status": 403},
+                               note="the tap refused the WebSocket (fault switch: like a proxy without WebSocket "
+                                    "support); the client has to stay on long-polling", **where)
+                down.write(relay.response_bytes(403, "WebSocket refused by the siolab tap (fault switch)"))
+                return True
+        conns: dict[str, relay.Conn] = {}  # the server connection, until it belongs to the WebSocket
         try:
-            upstream = await self._session_http.ws_connect(url, headers=headers, protocols=protocols, autoping=True,
-                                                           max_msg_size=0, compress=0)
-        except aiohttp.WSServerHandshakeError as exc:
-            # the server's own answer (kept by _keep_refusal_body), relayed as it was and explained
-            body = refusal.get("body", b"")
-            text = _body_text(body)
-            rheaders = exc.headers or {}
-            error = None
-            if is_eio:
-                html = _is_html(rheaders.get("Content-Type", ""), text)
-                error = _html_answer(exc.status) if html else protocol.explain_refusal(exc.status, text)
-            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": exc.status}, raw=text,
-                           error=error, note="the server refused the WebSocket", **where)
-            return web.Response(status=exc.status, body=body, headers=_forward_headers(rheaders))
-        except (aiohttp.ClientError, OSError) as exc:
+            answer, up = await self._exchange(conns, target, _outgoing(msg, query, msg.body, _DROP_UPGRADE), "GET")
+        except asyncio.CancelledError:
+            for conn in conns.values():
+                conn.close()
+            raise
+        except (ConnectionError, OSError, wire.WireError) as exc:
             text = f"siolab tap: upstream {target} unreachable: {exc.__class__.__name__}: {exc}"
-            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, note=text,
-                           error=f"upstream server unreachable ({exc.__class__.__name__})", **where)
-            return web.Response(status=502, text=text)
-        finally:
-            _REFUSAL.reset(token)
-
-        ws = web.WebSocketResponse(protocols=protocols, autoping=True, max_msg_size=0, compress=False)
-        self._sockets.add(ws)
-        self._upstream_sockets.add(upstream)
-        try:
-            await ws.prepare(request)
+            if self.record:
+                self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, note=text,
+                               error=f"upstream server unreachable ({exc.__class__.__name__})", **where)
+            down.write(relay.response_bytes(502, text))
+            return True
+        rhead: wire.Response = answer.head
+        if rhead.status != 101:
+            # the server's own answer, relayed as it was and explained
+            if self.record:
+                text = _body_text(protocol.decompress(answer.body, rhead.get("Content-Encoding")))
+                error = None
+                if is_eio:
+                    html = _is_html(rhead.get("Content-Type") or "", text)
+                    error = _html_answer(rhead.status) if html else protocol.explain_refusal(rhead.status, text)
+                self.trace.add(kind="http", dir="s2c", http={**req_http, "status": rhead.status}, raw=text,
+                               error=error, note="the server refused the WebSocket", **where)
+            up.close()
+            down.write(answer.raw)
+            return not answer.until_close and (rhead.get("Connection") or "").lower() != "close"
+        if self.record:
             self.trace.add(kind="ws", dir="s2c", http={**req_http, "status": 101}, note="WebSocket open", **where)
-            key = ("ws", id(ws))
-            state = {"sid": sid, "client": client}
-            c2s = asyncio.ensure_future(self._pump(ws, upstream, "c2s", state, key))
-            s2c = asyncio.ensure_future(self._pump(upstream, ws, "s2c", state, key))
-            done, pending = await asyncio.wait({c2s, s2c}, return_when=asyncio.FIRST_COMPLETED)
-            closer = "client" if c2s in done else "server"
-            code = (ws.close_code if closer == "client" else upstream.close_code)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            self._flush(key, "the WebSocket closed", transport="websocket", sid=state["sid"],
-                        client=state["client"])
-            await upstream.close(code=code or aiohttp.WSCloseCode.OK)
-            await ws.close(code=code or aiohttp.WSCloseCode.OK)
-            meaning = CLOSE_CODES.get(code, "")
-            self.trace.add(kind="ws", dir="c2s" if closer == "client" else "s2c", transport="websocket",
-                           sid=state["sid"], client=state["client"],
+        ws = _WebSocket(self, down, up, sid=sid, client=client, server=EXCHANGE_SERVER.get())
+        self._websockets.add(ws)
+        down.write(answer.raw)
+        try:
+            ws.start(down.take_buffer(), up.take_buffer())
+            await ws.done
+        finally:
+            self._websockets.discard(ws)
+        return False
+
+
+class _WebSocket:
+    """One relayed WebSocket: frames go through as they came; complete messages are decoded and recorded.
+    A fault may drop a message or hold it back (``relay.Lane`` keeps the order)."""
+
+    def __init__(self, tap: Tap, down: relay.Conn, up: relay.Conn, *, sid: str | None, client: str | None,
+                 server: str | None) -> None:
+        self.tap = tap
+        self.conns = {"c2s": down, "s2c": up}  # where each direction's frames come from
+        self.lanes = {"c2s": relay.Lane(up, down), "s2c": relay.Lane(down, up)}
+        self.readers = {"c2s": wire.FrameReader(), "s2c": wire.FrameReader()}
+        self.partial: dict[str, list | None] = {"c2s": None, "s2c": None}  # a fragmented message so far
+        self.parse = {"c2s": tap.record, "s2c": tap.record}  # False: relay bytes only
+        self.state = {"sid": sid, "client": client}
+        self.server = server
+        self.key = ("ws", id(self))
+        self.close_frames: dict[str, int | None] = {}  # direction -> the code of the close frame it sent
+        self.recorded_close = False
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def start(self, c2s_early: bytes, s2c_early: bytes) -> None:
+        down, up = self.conns["c2s"], self.conns["s2c"]
+        down.peer, up.peer = up, down  # a side that cannot write fast enough pauses the other's reading
+        down.on_data = lambda data: self.received("c2s", data)
+        up.on_data = lambda data: self.received("s2c", data)
+        down.on_lost = lambda: self.lost("c2s")
+        up.on_lost = lambda: self.lost("s2c")
+        for dir_, early in (("c2s", c2s_early), ("s2c", s2c_early)):
+            if early:
+                self.received(dir_, early)
+        for dir_ in ("c2s", "s2c"):
+            if self.conns[dir_].lost:
+                self.lost(dir_)
+
+    # ---------------------------------------------------------------- frames in
+    def received(self, dir: str, data: bytes) -> None:
+        if not self.parse[dir]:
+            self.lanes[dir].send(data)
+            return
+        EXCHANGE_SERVER.set(self.server)
+        reader = self.readers[dir]
+        partial = reader.buffered
+        try:
+            frames = reader.feed(data)
+        except wire.WireError as exc:  # relay on, unread: the receiver will close if it disagrees
+            self.parse[dir] = False
+            self._note(dir, error=f"not a WebSocket frame: {exc}; the tap relays the rest of this direction "
+                                  f"without reading it")
+            self.lanes[dir].send(reader.pending() if partial else data)
+            return
+        for frame in frames:
+            self.frame(dir, frame)
+
+    def frame(self, dir: str, frame: wire.Frame) -> None:
+        op = frame.opcode
+        if op >= 8:
+            if op == 8:
+                self._close_frame(dir, frame)
+            self.lanes[dir].send(frame.raw)
+            return
+        partial = self.partial[dir]
+        if op in (1, 2):
+            if frame.fin:
+                self.message(dir, op, frame.payload, frame.raw)
+                return
+            self.partial[dir] = [op, [frame.payload], [frame.raw]]
+            return
+        if partial is None:  # a continuation with nothing to continue
+            self._note(dir, error="a continuation frame without a first frame (RFC 6455 5.4): the receiver "
+                                  "should close the WebSocket with 1002")
+            self.lanes[dir].send(frame.raw)
+            return
+        partial[1].append(frame.payload)
+        partial[2].append(frame.raw)
+        if frame.fin:
+            self.partial[dir] = None
+            self.message(dir, partial[0], b"".join(partial[1]), b"".join(partial[2]))
+
+    def message(self, dir: str, opcode: int, payload: bytes, raw: bytes) -> None:
+        """One whole message: decode, record, apply faults, relay."""
+        tap, state = self.tap, self.state
+        error = None
+        if opcode == 1:
+            try:
+                data: str | bytes = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                data = payload.decode("utf-8", errors="backslashreplace")
+                error = "a text frame that is not UTF-8: the receiver should close the WebSocket with 1007"
+        else:
+            data = payload
+        records = tap._packet_records([protocol.decode_eio(data)], dir=dir, transport="websocket", http=None,
+                                      sid=state["sid"], client=state["client"], key=self.key)
+        for rec in records:
+            if rec.sid and state["sid"] is None:
+                state["sid"] = rec.sid
+                state["client"] = state["client"] or tap.names.get(rec.sid)
+        if error:
+            records = [_with_error(rec, error) for rec in records]
+        session = tap._sessions.get(state["sid"]) if state["sid"] else None
+        if session is not None and session.max_payload is not None and len(payload) > session.max_payload:
+            records = [_with_error(rec, f"this frame is {len(payload)} bytes, more than the maxPayload of "
+                                        f"{session.max_payload} bytes announced in the open packet: the "
+                                        f"receiver may close the WebSocket (code 1009)") for rec in records]
+        paused = tap.faults.paused(state["client"])
+        lane = self.lanes[dir]
+        if paused:
+            records = [_held(rec) for rec in records]
+        elif lane.dst.closing:
+            records = [Record(**{**_fields(rec), "note": "not relayed: the other side's WebSocket is already "
+                                                         "closed"}) for rec in records]
+        dropped, delay = tap._record_with_faults(records, dir)
+        if dropped:
+            return
+        due = asyncio.get_running_loop().time() + delay if delay else 0.0
+        client = state["client"]
+        lane.send(raw, due, (lambda: tap.faults.gate(client)) if paused else None)
+
+    def _close_frame(self, dir: str, frame: wire.Frame) -> None:
+        try:
+            code, _reason = wire.parse_close(frame.payload)
+        except wire.WireError as exc:
+            code = None
+            self._note(dir, error=f"a close frame that breaks RFC 6455: {exc}")
+        if dir in self.close_frames:
+            return
+        self.close_frames[dir] = code
+        if not self.close_frames.keys() - {dir}:  # the first close frame: this side closes
+            self._record_close(dir, 1005 if code is None else code)
+
+    def _note(self, dir: str, error: str) -> None:
+        if self.tap.record:
+            self.tap.trace.add(kind="ws", dir=dir, transport="websocket", sid=self.state["sid"],
+                               client=self.state["client"], error=error)
+
+    def _record_close(self, dir: str, code: int, by: str | None = None) -> None:
+        if self.recorded_close or not self.tap.record:
+            return
+        self.recorded_close = True
+        closer = by or ("client" if dir == "c2s" else "server")
+        self.tap._flush(self.key, "the WebSocket closed", transport="websocket", sid=self.state["sid"],
+                        client=self.state["client"])
+        meaning = CLOSE_CODES.get(code, "")
+        self.tap.trace.add(kind="ws", dir=dir if by is None else None, transport="websocket",
+                           sid=self.state["sid"], client=self.state["client"],
                            note=f"WebSocket closed by the {closer}, code {code}" + (f" ({meaning})" if meaning else ""),
                            error=(f"the {closer} closed the WebSocket with code {code}: {meaning}"
                                   if code in _CLOSE_ERRORS else None))
-        finally:
-            self._sockets.discard(ws)
-            self._upstream_sockets.discard(upstream)
-            if not upstream.closed:
-                await upstream.close()
-        return ws
 
-    async def _relay_http(self, request: web.Request) -> web.StreamResponse:
-        """Relay one HTTP request unchanged, recording nothing (``record=False``)."""
-        query = _strip_client(request.query_string)
-        url = self.upstream + request.path + (f"?{query}" if query else "")
-        try:
-            async with self._session_http.request(request.method, url, headers=_forward_headers(request.headers),
-                                                  data=await request.read(), allow_redirects=False) as up:
-                body = await up.read()
-                return web.Response(body=body, status=up.status, headers=_forward_headers(up.headers))
-        except (aiohttp.ClientError, OSError) as exc:
-            return web.Response(status=502, text=f"siolab tap: upstream {self.upstream} unreachable: {exc}")
+    # ---------------------------------------------------------------- the end
+    def lost(self, dir: str) -> None:
+        """One side's connection ended: record how, let what is queued for the other side go, then close it."""
+        EXCHANGE_SERVER.set(self.server)
+        if not self.recorded_close:
+            code = self.close_frames.get(dir, 1006)  # no close frame: gone without a goodbye
+            self._record_close(dir, 1005 if code is None else code)
+        other = "s2c" if dir == "c2s" else "c2s"
+        self._give_up(self.lanes[other], "its receiver's connection closed")  # can never arrive
+        lane = self.lanes[dir]  # what this side sent before it went may still be on its way
+        if lane.busy and not self.tap.faults.paused(self.state["client"]):
+            lane.on_idle = self._finish
+        else:
+            self._give_up(lane, "the connection closed before resume()")
+            self._finish()
 
-    async def _pump(self, src, dst, dir: str, state: dict, key: Any) -> None:
-        """Relay frames one way, recording each; returns when ``src`` closes."""
-        if not self.record:
-            async for msg in src:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    await dst.send_str(msg.data)
-                elif msg.type == aiohttp.WSMsgType.BINARY:
-                    await dst.send_bytes(msg.data)
-            return
-        while True:
-            msg = await src.receive()
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                packets = [protocol.decode_eio(msg.data)]
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                packets = [protocol.decode_eio(msg.data)]
-            else:  # CLOSE, CLOSING, CLOSED, ERROR
-                return
-            records = self._packet_records(packets, dir=dir, transport="websocket", http=None,
-                                           sid=state["sid"], client=state["client"], key=key)
-            for rec in records:
-                if rec.sid and state["sid"] is None:
-                    state["sid"] = rec.sid
-                    state["client"] = state["client"] or self.names.get(rec.sid)
-            session = self._sessions.get(state["sid"]) if state["sid"] else None
-            if session is not None and session.max_payload is not None and len(msg.data) > session.max_payload:
-                records = [_with_error(rec, f"this frame is {len(msg.data)} bytes, more than the maxPayload of "
-                                            f"{session.max_payload} bytes announced in the open packet: the "
-                                            f"receiver may close the WebSocket (code 1009)") for rec in records]
-            if self.faults.paused(state["client"]):
-                records = [_held(rec) for rec in records]
-            elif dst.closed:
-                records = [Record(**{**_fields(rec), "note": "not relayed: the other side's WebSocket is already "
-                                                             "closed"}) for rec in records]
-            dropped, delay = self._record_with_faults(records, dir)
-            forward = not dropped
-            if delay:
-                await asyncio.sleep(delay)
-            await self._hold(state["client"], f"a {dir} frame", dict(transport="websocket", sid=state["sid"],
-                                                                      client=state["client"]))
-            if forward and not dst.closed:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    await dst.send_str(msg.data)
-                else:
-                    await dst.send_bytes(msg.data)
+    def _give_up(self, lane: relay.Lane, why: str) -> None:
+        waiting = lane.cancel()
+        if waiting and self.tap.record:
+            self.tap.trace.add(kind="fault", dir=None, transport="websocket", sid=self.state["sid"],
+                               client=self.state["client"],
+                               note=f"{waiting} frame(s) held by the tap were never relayed: {why}")
+
+    def _finish(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def shutdown(self) -> None:
+        """The tap is closing: say goodbye both ways (1001 to the client, 1000 to the server) and end."""
+        EXCHANGE_SERVER.set(self.server)
+        for lane in self.lanes.values():
+            self._give_up(lane, "the tap stopped")
+        if self.tap.record and not self.recorded_close:
+            self._record_close("s2c", 1001, by="tap (it is closing)")
+        down, up = self.conns["c2s"], self.conns["s2c"]
+        if "s2c" not in self.close_frames:
+            down.write(wire.build_frame(8, wire.close_frame_payload(1001)))
+        if "c2s" not in self.close_frames:
+            up.write(wire.build_frame(8, wire.close_frame_payload(1000), mask=b"\x00\x00\x00\x00"))
+        self._finish()
 
 
-# While the tap opens an upstream WebSocket: where to keep the body of a refusal (aiohttp's
-# WSServerHandshakeError carries only the status and headers, not why the server said no).
-_REFUSAL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("siolab_ws_refusal", default=None)
+def _outgoing(msg: relay.Message, query: str, body: bytes, drop: tuple[str, ...] = ()) -> bytes:
+    """The bytes to send upstream: the request as it came unless the tap has to change something."""
+    head: wire.Request = msg.head
+    expect = head.get("Expect") is not None
+    named = head.get(CLIENT_HEADER) is not None
+    if (not drop and not expect and not named and not msg.chunked and body is msg.body
+            and query == head.query_string):
+        return msg.raw
+    target = head.path + (f"?{query}" if query else "")
+    changes: dict[str, str] = {}
+    if msg.chunked or body is not msg.body or head.get("Content-Length") is not None:
+        changes["Content-Length"] = str(len(body))
+    new = head.with_changes(target=target, drop=(CLIENT_HEADER, "Expect", "Transfer-Encoding") + drop, set=changes)
+    return new.encode() + body
 
 
-async def _keep_refusal_body(session, ctx, params) -> None:
-    keep = _REFUSAL.get()
-    if keep is not None and params.response.status != 101:
-        try:
-            keep["body"] = await params.response.read()
-        except Exception:  # an answer without a readable body: explained from the status alone
-            keep["body"] = b""
+def _keep_alive(req: wire.Request, resp: wire.Response, answer: relay.Message, up: relay.Conn,
+                pool: dict[str, relay.Conn], upstream: str) -> bool:
+    """Whether the client's connection goes on after this exchange (and the server's stays in the pool)."""
+    closing = (answer.until_close or (resp.get("Connection") or "").lower() == "close"
+               or resp.version == "HTTP/1.0" and (resp.get("Connection") or "").lower() != "keep-alive")
+    if closing or up.closing:
+        pool.pop(upstream, None)
+        up.close()
+    if answer.until_close:
+        return False
+    return (req.get("Connection") or "").lower() != "close" and (resp.get("Connection") or "").lower() != "close"
 
 
 def _fields(rec: Record) -> dict:
