@@ -687,8 +687,14 @@ class _WebSocket:
             self.message(dir, partial[0], b"".join(partial[1]), b"".join(partial[2]))
 
     def message(self, dir: str, opcode: int, payload: bytes, raw: bytes) -> None:
-        """One whole message: decode, record, apply faults, relay."""
+        """One whole message: relay it, decode it, record it (a fault may drop it or hold it first)."""
         tap, state = self.tap, self.state
+        lane = self.lanes[dir]
+        gone = lane.dst.closing
+        faults = tap.faults
+        passive = not faults.rules and not faults.paused(state["client"])
+        if passive:  # nothing can change this frame: it goes on before the tap reads its copy
+            lane.send(raw)
         error = None
         if opcode == 1:
             try:
@@ -711,19 +717,22 @@ class _WebSocket:
             records = [_with_error(rec, f"this frame is {len(payload)} bytes, more than the maxPayload of "
                                         f"{session.max_payload} bytes announced in the open packet: the "
                                         f"receiver may close the WebSocket (code 1009)") for rec in records]
-        paused = tap.faults.paused(state["client"])
-        lane = self.lanes[dir]
+        paused = not passive and faults.paused(state["client"])
         if paused:
             records = [_held(rec) for rec in records]
-        elif lane.dst.closing:
+        elif gone:
             records = [Record(**{**_fields(rec), "note": "not relayed: the other side's WebSocket is already "
                                                          "closed"}) for rec in records]
+        if passive:
+            for rec in records:
+                tap.trace.append(rec)
+            return
         dropped, delay = tap._record_with_faults(records, dir)
         if dropped:
             return
         due = asyncio.get_running_loop().time() + delay if delay else 0.0
         client = state["client"]
-        lane.send(raw, due, (lambda: tap.faults.gate(client)) if paused else None)
+        lane.send(raw, due, (lambda: faults.gate(client)) if paused else None)
 
     def _close_frame(self, dir: str, frame: wire.Frame) -> None:
         try:
