@@ -118,6 +118,9 @@ async def disconnect(client: socketio.AsyncClient) -> None:
         await asyncio.wait_for(client.disconnect(), 2)
     except (asyncio.TimeoutError, Exception):
         pass
+    http = getattr(client.eio, "http", None)  # python-engineio leaves its aiohttp session open
+    if http is not None and not http.closed:
+        await http.close()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -173,14 +176,16 @@ async def bench_tap(args) -> None:
         transports = [transport]
         # placement 1: server, relay and CLI tap each in their own process; clients here
         async with child(str(HERE / "servers.py"), "server") as server_port:
-            async with child(str(HERE / "servers.py"), "relay", str(server_port)) as relay_port:
+            async with child(str(HERE / "servers.py"), "relay", str(server_port)) as relay_port, \
+                    child(str(HERE / "servers.py"), "tap-off", str(server_port)) as off_port:
                 tap_port = free_port()
                 async with child("-m", "siolab", "trace", f"http://127.0.0.1:{server_port}",
                                  "--listen", str(tap_port), announce=False):
                     await wait_port(tap_port)
                     configs = {"direct": f"http://127.0.0.1:{server_port}",
                                "relay": f"http://127.0.0.1:{relay_port}",
-                               "tap": f"http://127.0.0.1:{tap_port}"}
+                               "tap": f"http://127.0.0.1:{tap_port}",
+                               "tap-off": f"http://127.0.0.1:{off_port}"}
                     results = await measure_configs(configs, transports, repeats, seconds, oneway_n)
         report_configs(f"[{transport}] separate processes: server | relay or CLI tap (prints every record) | "
                        f"clients", results, transport + " (processes)", target)

@@ -2,6 +2,7 @@
 
     python benchmarks/servers.py server            -> prints {"port": n}
     python benchmarks/servers.py relay UPSTREAM_PORT -> prints {"port": n}
+    python benchmarks/servers.py tap-off UPSTREAM_PORT -> the tap with record=False, prints {"port": n}
 """
 import asyncio
 import json
@@ -60,8 +61,19 @@ async def relay(upstream_port: int) -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
+async def tap_off(upstream_port: int) -> None:
+    """The tap as its own process with tracing off: the same sockets and parsing, no decoding or records."""
+    from siolab.tap import Tap
+    tap = await Tap(f"http://127.0.0.1:{upstream_port}", record=False).start()
+    print(json.dumps({"port": tap.port}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await tap.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         asyncio.run(echo_server())
+    elif sys.argv[1] == "tap-off":
+        asyncio.run(tap_off(int(sys.argv[2])))
     else:
         asyncio.run(relay(int(sys.argv[2])))

@@ -40,6 +40,7 @@ class Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.eof = False
         self.lost = False
+        self.received = 0  # bytes read so far (a request may be sent again only if nothing came back)
         self.on_data: Callable[[bytes], None] | None = None  # set when the connection becomes a WebSocket
         self.on_lost: Callable[[], None] | None = None
         self.peer: "Conn | None" = None  # whose reading to pause while this side cannot write fast enough
@@ -55,6 +56,7 @@ class Conn(asyncio.Protocol):
             self.on_made(self)
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         if self.on_data is not None:
             self.on_data(data)
             return
@@ -171,8 +173,12 @@ class Conn(asyncio.Protocol):
         head = await self._head(at_start=True)
         if head is None:
             return None
-        req = wire.parse_request(head)
-        framing = wire.request_body(req)
+        try:
+            req = wire.parse_request(head)
+            framing = wire.request_body(req)
+        except wire.WireError as exc:
+            exc.head = head  # for the record: what came instead of a request
+            raise
         if (on_expect is not None and framing != ("length", 0)
                 and (req.get("Expect") or "").lower() == "100-continue" and not self.buf):
             on_expect()

@@ -279,7 +279,8 @@ class Tap:
                 try:
                     msg = await down.read_request(on_expect=lambda: down.write(_CONTINUE))
                 except wire.WireError as exc:
-                    self.trace.add(kind="http", dir="c2s", raw=_body_text(bytes(down.buf[:MAX_RECORDED_BODY])),
+                    came = getattr(exc, "head", None) or bytes(down.buf[:MAX_RECORDED_BODY])
+                    self.trace.add(kind="http", dir="c2s", raw=_body_text(came),
                                    error=f"not an HTTP/1.1 request: {exc}",
                                    note="the tap answered 400 and closed the connection (nothing was relayed)")
                     down.write(relay.response_bytes(400, f"siolab tap: not an HTTP/1.1 request: {exc}",
@@ -311,11 +312,12 @@ class Tap:
             up = await relay.connect(upstream)
             if pool is not None:
                 pool[upstream] = up
+        before = up.received
         up.write(data)
         try:
             return await up.read_response(method), up
         except ConnectionError:
-            if not reused or up.buf:
+            if not reused or up.received != before:  # the server had begun to answer: never send twice
                 raise
         up = await relay.connect(upstream)  # the kept-alive connection had gone: once more on a new one
         if pool is not None:
@@ -649,17 +651,26 @@ class _WebSocket:
             return
         EXCHANGE_SERVER.set(self.server)
         reader = self.readers[dir]
-        partial = reader.buffered
         try:
             frames = reader.feed(data)
         except wire.WireError as exc:  # relay on, unread: the receiver will close if it disagrees
+            for frame in exc.frames:
+                self.frame(dir, frame)
             self.parse[dir] = False
             self._note(dir, error=f"not a WebSocket frame: {exc}; the tap relays the rest of this direction "
                                   f"without reading it")
-            self.lanes[dir].send(reader.pending() if partial else data)
+            partial, self.partial[dir] = self.partial[dir], None
+            if partial is not None and not partial[3]:  # fragments held back for a fault's decision
+                self.lanes[dir].send(b"".join(partial[2]))
+            self.lanes[dir].send(reader.pending())
             return
         for frame in frames:
             self.frame(dir, frame)
+
+    def _passive(self) -> bool:
+        """True when no fault can change a frame now, so it goes on before the tap reads its copy."""
+        faults = self.tap.faults
+        return not faults.rules and not faults.paused(self.state["client"])
 
     def frame(self, dir: str, frame: wire.Frame) -> None:
         op = frame.opcode
@@ -673,7 +684,10 @@ class _WebSocket:
             if frame.fin:
                 self.message(dir, op, frame.payload, frame.raw)
                 return
-            self.partial[dir] = [op, [frame.payload], [frame.raw]]
+            passive = self._passive()  # fragments go on as they come unless a fault may hold the message
+            if passive:
+                self.lanes[dir].send(frame.raw)
+            self.partial[dir] = [op, [frame.payload], [frame.raw], passive]
             return
         if partial is None:  # a continuation with nothing to continue
             self._note(dir, error="a continuation frame without a first frame (RFC 6455 5.4): the receiver "
@@ -681,19 +695,23 @@ class _WebSocket:
             self.lanes[dir].send(frame.raw)
             return
         partial[1].append(frame.payload)
-        partial[2].append(frame.raw)
+        if partial[3]:
+            self.lanes[dir].send(frame.raw)
+        else:
+            partial[2].append(frame.raw)
         if frame.fin:
             self.partial[dir] = None
-            self.message(dir, partial[0], b"".join(partial[1]), b"".join(partial[2]))
+            self.message(dir, partial[0], b"".join(partial[1]), b"".join(partial[2]), sent=partial[3])
 
-    def message(self, dir: str, opcode: int, payload: bytes, raw: bytes) -> None:
-        """One whole message: relay it, decode it, record it (a fault may drop it or hold it first)."""
+    def message(self, dir: str, opcode: int, payload: bytes, raw: bytes, sent: bool = False) -> None:
+        """One whole message: relay it, decode it, record it (a fault may drop it or hold it first).
+        ``sent``: its frames were relayed already, as they came."""
         tap, state = self.tap, self.state
         lane = self.lanes[dir]
         gone = lane.dst.closing
         faults = tap.faults
-        passive = not faults.rules and not faults.paused(state["client"])
-        if passive:  # nothing can change this frame: it goes on before the tap reads its copy
+        passive = sent or self._passive()
+        if passive and not sent:  # nothing can change this frame: it goes on before the tap reads its copy
             lane.send(raw)
         error = None
         if opcode == 1:

@@ -24,6 +24,9 @@ __all__ = [
 class WireError(ValueError):
     """Bytes that are not HTTP/1.1 or WebSocket framing; str() says why, in plain English."""
 
+    frames: list = []  # FrameReader.feed: the good frames before the bad one
+    offset: int = 0
+
 
 MAX_HEAD = 65536  # bytes of a request/response head before we give up
 MAX_CHUNK_LINE = 1024  # bytes of a chunk-size line (with its extensions) before we give up
@@ -527,23 +530,35 @@ class FrameReader:
         return len(self._buf)
 
     def pending(self) -> bytes:
-        """The bytes held (after a WireError: everything fed since the last complete frame, so that a
-        relay can pass on what it could not read)."""
+        """The bytes held: a partial frame, or after a WireError everything from the frame that could
+        not be read on (so that a relay can pass on what it could not read)."""
         return bytes(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Every frame that ``data`` completes, in order."""
+        """Every frame that ``data`` completes, in order.
+
+        A WireError carries ``frames``, the good frames before the bad one; the bad one and what
+        follows stay in ``pending()``.
+        """
         buf = self._buf
         if buf:
             buf += data
             if len(buf) < self._need:
                 return []
-            frames, pos = self._parse(buf)
+            try:
+                frames, pos = self._parse(buf)
+            except WireError as exc:
+                del buf[:exc.offset]
+                raise
             del buf[:pos]
             return frames
         if isinstance(data, memoryview):
             data = data.tobytes()
-        frames, pos = self._parse(data)
+        try:
+            frames, pos = self._parse(data)
+        except WireError as exc:
+            buf += memoryview(data)[exc.offset:]
+            raise
         if pos < len(data):
             buf += memoryview(data)[pos:]
         return frames
@@ -599,6 +614,9 @@ class FrameReader:
                 pos = end
             self._need = 2
             return frames, pos
+        except WireError as exc:
+            exc.frames, exc.offset = frames, pos
+            raise
         finally:
             if view is not None:
                 view.release()
