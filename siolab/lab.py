@@ -196,7 +196,10 @@ class Lab:
     def _name_of(self, sid: str | None) -> str | None:
         """The name of the client whose Engine.IO session this is (the tap learns it from the handshake)."""
         tap = getattr(self, "tap", None)
-        return tap.names.get(sid) if tap is not None and sid else None
+        if tap is None or not sid:
+            return None
+        tap.trace.settle()  # the open packet that names it may still be waiting to be decoded
+        return tap.names.get(sid)
 
     # ------------------------------------------------------------ lifecycle
     @property

@@ -150,6 +150,7 @@ class Tap:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        self.trace.settle()
 
     async def __aenter__(self) -> "Tap":
         return await self.start()
@@ -203,9 +204,10 @@ class Tap:
         return name, sid
 
     def _packet_records(self, packets: list[protocol.EioPacket], *, dir: str, transport: str, http: dict | None,
-                        sid: str | None, client: str | None, key: Any) -> list[Record]:
+                        sid: str | None, client: str | None, key: Any, t: float | None = None) -> list[Record]:
         """Decode packets into records, pairing binary events with their attachments."""
-        t = self.trace.now()
+        if t is None:
+            t = self.trace.now()
         if self.layer != "socket.io":
             decoded = [(t, protocol.Decoded(eio=p, error=p.error)) for p in packets]
         else:
@@ -332,6 +334,7 @@ class Tap:
         head: wire.Request = msg.head
         if not self.record:
             return await self._relay_http(down, msg, request, pool)
+        self.trace.settle()  # what WebSockets left for later may teach the tap about this session
         client, sid = self._client_of(request)
         upstream = self._route(request, sid)
         query = _strip_client(request.query_string)
@@ -552,6 +555,7 @@ class Tap:
     async def _handle_websocket(self, down: relay.Conn, msg: relay.Message, request: Request) -> bool:
         """Relay an upgrade request; on 101 the two connections carry frames until one closes.
         Returns True if the client's connection stays HTTP (the upgrade was refused)."""
+        self.trace.settle()
         client, sid = self._client_of(request)
         target = self._route(request, sid)
         query = _strip_client(request.query_string)
@@ -706,13 +710,34 @@ class _WebSocket:
     def message(self, dir: str, opcode: int, payload: bytes, raw: bytes, sent: bool = False) -> None:
         """One whole message: relay it, decode it, record it (a fault may drop it or hold it first).
         ``sent``: its frames were relayed already, as they came."""
-        tap, state = self.tap, self.state
+        tap = self.tap
         lane = self.lanes[dir]
         gone = lane.dst.closing
+        if sent or self._passive():
+            # nothing can change this message: it goes on now, and the tap reads its copy a moment later
+            if not sent:
+                lane.send(raw)
+            tap.trace.defer(self._record_message, dir, opcode, payload, gone, tap.trace.now())
+            return
+        tap.trace.settle()  # a fault decides on this one: everything before it is recorded first
         faults = tap.faults
-        passive = sent or self._passive()
-        if passive and not sent:  # nothing can change this frame: it goes on before the tap reads its copy
-            lane.send(raw)
+        paused = faults.paused(self.state["client"])
+        records = self._decode(dir, opcode, payload, gone, paused, tap.trace.now())
+        dropped, delay = tap._record_with_faults(records, dir)
+        if dropped:
+            return
+        due = asyncio.get_running_loop().time() + delay if delay else 0.0
+        client = self.state["client"]
+        lane.send(raw, due, (lambda: faults.gate(client)) if paused else None)
+
+    def _record_message(self, dir: str, opcode: int, payload: bytes, gone: bool, t: float) -> None:
+        EXCHANGE_SERVER.set(self.server)
+        for rec in self._decode(dir, opcode, payload, gone, False, t):
+            self.tap.trace.append(rec)
+
+    def _decode(self, dir: str, opcode: int, payload: bytes, gone: bool, paused: bool, t: float) -> list[Record]:
+        """The records of one message, with what the tap knows about it (its session, a pause)."""
+        tap, state = self.tap, self.state
         error = None
         if opcode == 1:
             try:
@@ -723,7 +748,7 @@ class _WebSocket:
         else:
             data = payload
         records = tap._packet_records([protocol.decode_eio(data)], dir=dir, transport="websocket", http=None,
-                                      sid=state["sid"], client=state["client"], key=self.key)
+                                      sid=state["sid"], client=state["client"], key=self.key, t=t)
         for rec in records:
             if rec.sid and state["sid"] is None:
                 state["sid"] = rec.sid
@@ -735,22 +760,12 @@ class _WebSocket:
             records = [_with_error(rec, f"this frame is {len(payload)} bytes, more than the maxPayload of "
                                         f"{session.max_payload} bytes announced in the open packet: the "
                                         f"receiver may close the WebSocket (code 1009)") for rec in records]
-        paused = not passive and faults.paused(state["client"])
         if paused:
             records = [_held(rec) for rec in records]
         elif gone:
             records = [Record(**{**_fields(rec), "note": "not relayed: the other side's WebSocket is already "
                                                          "closed"}) for rec in records]
-        if passive:
-            for rec in records:
-                tap.trace.append(rec)
-            return
-        dropped, delay = tap._record_with_faults(records, dir)
-        if dropped:
-            return
-        due = asyncio.get_running_loop().time() + delay if delay else 0.0
-        client = state["client"]
-        lane.send(raw, due, (lambda: faults.gate(client)) if paused else None)
+        return records
 
     def _close_frame(self, dir: str, frame: wire.Frame) -> None:
         try:
@@ -772,6 +787,7 @@ class _WebSocket:
     def _record_close(self, dir: str, code: int, by: str | None = None) -> None:
         if self.recorded_close or not self.tap.record:
             return
+        self.tap.trace.settle()  # the messages before the close, and the state they teach the tap
         self.recorded_close = True
         closer = by or ("client" if dir == "c2s" else "server")
         self.tap._flush(self.key, "the WebSocket closed", transport="websocket", sid=self.state["sid"],

@@ -96,3 +96,58 @@ def test_record_line_is_readable():
     line = str(r)
     assert "1.500" in line and "alice" in line and "->" in line and "POST" in line
     assert "MESSAGE EVENT 'chat' ack 1" in line
+
+
+# ------------------------------------------------------------ deferred records (what the tap decodes a moment later)
+
+
+def _producer(trace, seen):
+    def produce(i, t):
+        seen.append(i)
+        trace.append(Record(t=t, raw=f"4{i}", eio="message"))
+    return produce
+
+
+async def test_deferred_records_are_there_when_the_trace_is_read_in_arrival_order():
+    trace, seen = Trace(), []
+    produce = _producer(trace, seen)
+    for i in range(3):
+        trace.defer(produce, i, trace.now())
+    assert seen == []  # nothing decoded yet
+    direct = trace.add(raw="log", kind="log")  # a direct append settles what came before it first
+    assert [r.raw for r in trace] == ["40", "41", "42", "log"]
+    assert [r.t for r in trace] == sorted(r.t for r in trace) and direct.t >= trace[2].t
+    trace.defer(produce, 3, trace.now())
+    assert len(trace) == 5 and trace.expect(raw="43") and seen == [0, 1, 2, 3]
+
+
+async def test_deferred_records_settle_by_themselves_and_wake_waiters_and_listeners():
+    from siolab import trace as trace_module
+    trace, seen, heard = Trace(), [], []
+    trace.subscribe(heard.append)
+    produce = _producer(trace, seen)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    waiting = asyncio.ensure_future(trace.wait_for(raw="40", timeout=2))
+    await asyncio.sleep(0)
+    trace.defer(produce, 0, trace.now())
+    assert heard == []
+    found = await waiting
+    elapsed = loop.time() - start
+    assert found.raw == "40" and [r.raw for r in heard] == ["40"]
+    assert elapsed < trace_module.SETTLE_AFTER + 0.5, elapsed
+
+
+def test_a_full_backlog_settles_at_once_and_a_failing_decoder_is_recorded():
+    from siolab import trace as trace_module
+    trace, seen = Trace(), []
+    produce = _producer(trace, seen)
+    for i in range(trace_module.MAX_BACKLOG):  # no loop running: each settles at once or at the bound
+        trace.defer(produce, i, 0.0)
+    assert len(seen) == trace_module.MAX_BACKLOG and not trace._backlog
+
+    def broken():
+        raise ValueError("boom")
+    trace.defer(broken)
+    err = trace.expect(kind="error")
+    assert "could not decode" in err.note and "boom" in err.note
