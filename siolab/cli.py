@@ -13,12 +13,25 @@ from .trace import Record, Trace, record_to_json
 
 
 def _printer(out: IO[str], jsonl: IO[str] | None):
-    def on_record(record: Record) -> None:
-        out.write(str(record) + "\n")
+    """A listener printing each record; output is flushed once per burst of records, not per line."""
+    pending = []
+
+    def flush() -> None:
+        pending.clear()
         out.flush()
         if jsonl is not None:
-            jsonl.write(json.dumps(record_to_json(record), ensure_ascii=False, default=repr) + "\n")
             jsonl.flush()
+
+    def on_record(record: Record) -> None:
+        out.write(str(record) + "\n")
+        if jsonl is not None:
+            jsonl.write(json.dumps(record_to_json(record), ensure_ascii=False, default=repr) + "\n")
+        if not pending:
+            pending.append(True)
+            try:
+                asyncio.get_running_loop().call_soon(flush)
+            except RuntimeError:
+                flush()
     return on_record
 
 

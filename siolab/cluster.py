@@ -608,7 +608,8 @@ class Cluster(Lab):
                 self.members.append(member)
                 await member.start()
             await self.wait_subscribed()
-            self.tap = await BalancingTap(self.server_urls, self.trace, host=self.host, policy=self.policy).start()
+            self.tap = await BalancingTap(self.server_urls, self.trace, host=self.host, policy=self.policy,
+                                          batch=True).start()
         except BaseException:
             await self.close()
             raise

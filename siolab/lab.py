@@ -214,7 +214,7 @@ class Lab:
 
     async def open(self) -> "Lab":
         await self.start_server()
-        self.tap = await Tap(self.server_url, self.trace, host=self.host).start()
+        self.tap = await Tap(self.server_url, self.trace, host=self.host, batch=True).start()
         _open.add(self)
         return self
 
