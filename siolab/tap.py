@@ -631,6 +631,9 @@ class _WebSocket:
         self.readers = {"c2s": wire.FrameReader(), "s2c": wire.FrameReader()}
         self.partial: dict[str, list | None] = {"c2s": None, "s2c": None}  # a fragmented message so far
         self.parse = {"c2s": tap.record, "s2c": tap.record}  # False: relay bytes only
+        # A batching tap relays whole chunks while no fault can change them, and frames them later:
+        self.lazy = {"c2s": False, "s2c": False}  # chunks go on as they came; framing is deferred
+        self.skip = {"c2s": 0, "s2c": 0}  # bytes of the reader's partial frame that went on already
         self.state = {"sid": sid, "client": client}
         self.server = server
         self.key = ("ws", id(self))
@@ -657,8 +660,18 @@ class _WebSocket:
         if not self.parse[dir]:
             self.lanes[dir].send(data)
             return
+        tap, reader, lane = self.tap, self.readers[dir], self.lanes[dir]
+        if tap.batch and self._passive():
+            if not self.lazy[dir]:
+                self._go_lazy(dir)
+            lane.send(data)
+            tap.trace.defer(self._frame_later, dir, data, lane.dst.closing, tap.trace.now())
+            return
+        if self.lazy[dir]:  # a fault may act now: frame what went on so far, then read before relaying
+            tap.trace.settle()
+            self.lazy[dir] = False
+            self.skip[dir] = reader.buffered
         EXCHANGE_SERVER.set(self.server)
-        reader = self.readers[dir]
         try:
             frames = reader.feed(data)
         except wire.WireError as exc:  # relay on, unread: the receiver will close if it disagrees
@@ -669,11 +682,66 @@ class _WebSocket:
                                   f"without reading it")
             partial, self.partial[dir] = self.partial[dir], None
             if partial is not None and not partial[3]:  # fragments held back for a fault's decision
-                self.lanes[dir].send(b"".join(partial[2]))
-            self.lanes[dir].send(reader.pending())
+                lane.send(b"".join(partial[2]))
+            lane.send(reader.pending()[self.skip[dir]:])
+            self.skip[dir] = 0
             return
         for frame in frames:
             self.frame(dir, frame)
+
+    def _go_lazy(self, dir: str) -> None:
+        """From reading each frame before it goes on to relaying chunks: what was held goes first."""
+        self.lazy[dir] = True
+        partial = self.partial[dir]
+        if partial is not None and not partial[3]:  # fragments held back for a fault's decision
+            self.lanes[dir].send(b"".join(partial[2]))
+            partial[2].clear()
+            partial[3] = True
+        unsent = self.readers[dir].pending()[self.skip[dir]:]  # a partial frame not relayed yet
+        self.skip[dir] = 0
+        if unsent:
+            self.lanes[dir].send(unsent)
+
+    def _frame_later(self, dir: str, data: bytes, gone: bool, t: float) -> None:
+        """Frame and record a chunk that was relayed already (Trace.defer)."""
+        if not self.parse[dir]:
+            return
+        EXCHANGE_SERVER.set(self.server)
+        try:
+            frames = self.readers[dir].feed(data)
+        except wire.WireError as exc:
+            for frame in exc.frames:
+                self._frame_sent(dir, frame, gone, t)
+            self.parse[dir] = False
+            self.partial[dir] = None
+            self._note(dir, error=f"not a WebSocket frame: {exc}; the tap relays the rest of this direction "
+                                  f"without reading it")
+            return
+        for frame in frames:
+            self._frame_sent(dir, frame, gone, t)
+
+    def _frame_sent(self, dir: str, frame: wire.Frame, gone: bool, t: float) -> None:
+        """Record what a frame that already went on says (messages, fragments, close)."""
+        op = frame.opcode
+        if op >= 8:
+            if op == 8:
+                self._close_frame(dir, frame)
+            return
+        if op in (1, 2):
+            if frame.fin:
+                self._record_message(dir, op, frame.payload, gone, t)
+            else:
+                self.partial[dir] = [op, [frame.payload], [], True]
+            return
+        partial = self.partial[dir]
+        if partial is None:
+            self._note(dir, error="a continuation frame without a first frame (RFC 6455 5.4): the receiver "
+                                  "should close the WebSocket with 1002")
+            return
+        partial[1].append(frame.payload)
+        if frame.fin:
+            self.partial[dir] = None
+            self._record_message(dir, partial[0], b"".join(partial[1]), gone, t)
 
     def _passive(self) -> bool:
         """True when no fault can change a frame now, so it goes on before the tap reads its copy."""
@@ -681,6 +749,12 @@ class _WebSocket:
         return not faults.rules and not faults.paused(self.state["client"])
 
     def frame(self, dir: str, frame: wire.Frame) -> None:
+        skip = self.skip[dir]
+        if skip:  # its beginning went on while the tap relayed chunks: the rest follows, unchanged
+            self.skip[dir] = 0
+            self.lanes[dir].send(frame.raw[skip:])
+            self._frame_sent(dir, frame, self.lanes[dir].dst.closing, self.tap.trace.now())
+            return
         op = frame.opcode
         if op >= 8:
             if op == 8:
@@ -809,6 +883,7 @@ class _WebSocket:
     # ---------------------------------------------------------------- the end
     def lost(self, dir: str) -> None:
         """One side's connection ended: record how, let what is queued for the other side go, then close it."""
+        self.tap.trace.settle()  # the close frames among what went on
         EXCHANGE_SERVER.set(self.server)
         if not self.recorded_close:
             code = self.close_frames.get(dir, 1006)  # no close frame: gone without a goodbye
@@ -837,6 +912,7 @@ class _WebSocket:
 
     def shutdown(self) -> None:
         """The tap is closing: say goodbye both ways (1001 to the client, 1000 to the server) and end."""
+        self.tap.trace.settle()
         EXCHANGE_SERVER.set(self.server)
         for lane in self.lanes.values():
             self._give_up(lane, "the tap stopped")

@@ -213,7 +213,8 @@ class Upstream:
 class Net:
     """The servers, taps and client sockets of one test, all closed at its end."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: bool = False) -> None:
+        self.batch = batch
         self.upstreams: list[Upstream] = []
         self.taps: list[Tap] = []
         self.clients: list[Peer] = []
@@ -226,7 +227,7 @@ class Net:
 
     async def tap(self, upstream: "Upstream | str", **options) -> Tap:
         url = upstream if isinstance(upstream, str) else upstream.url
-        tap = Tap(url, Trace(), **options)
+        tap = Tap(url, Trace(), **{"batch": self.batch, **options})
         self.taps.append(tap)
         return await tap.start()
 
@@ -250,9 +251,11 @@ class Net:
             await asyncio.wait_for(up.close(), T)
 
 
-@pytest.fixture
-async def net():
-    n = Net()
+@pytest.fixture(params=[False, True], ids=["inline", "batched"])
+async def net(request):
+    """Each test runs against a tap that reads every frame before relaying it and one that relays chunks
+    and frames them later (the lab's: Tap(batch=True))."""
+    n = Net(batch=request.param)
     try:
         yield n
     finally:
@@ -1154,3 +1157,62 @@ async def test_record_false_relays_bytes_and_records_nothing(net):
     await ws_client.send(text(wire.close_frame_payload(1000), opcode=8))
     await ws_client.until_eof()
     assert len(tap.trace) == 0, tap.trace.tail()
+
+
+# ------------------------------------------------------------------------------------------ switching modes
+
+
+async def test_a_fault_switched_on_in_the_middle_of_a_frame_cannot_cut_it(net):
+    """Half a frame went on before the fault: the rest follows whole; the next frame obeys the fault."""
+    up = await net.upstream(ws_server())
+    tap = await net.tap(up)
+    client, _ = await ws_open(net, tap)
+    first, second, third = text('42["half",1]'), text('42["gone"]'), text("3")
+    cut = len(first) // 2
+    await client.send(first[:cut])
+    peer = up.peers[0]
+    await asyncio.sleep(0.05)
+    fault = tap.drop(dir="c2s", raw='42["gone"]')
+    await client.send(first[cut:] + second + third)
+    await eventually(lambda: len(peer.frames_in) == 2, what="two frames upstream")
+    await asyncio.sleep(0.05)
+    assert peer.ws_bytes == first + third
+    assert tap.trace.raws(dir="c2s") == ['42["half",1]', "3"]
+    assert fault.hits == 1 and tap.trace.expect(kind="fault", raw='42["gone"]')
+
+
+async def test_a_fault_switched_off_in_the_middle_of_a_frame_loses_nothing(net):
+    """Half a frame waited in the tap for a fault's decision; the fault ends; the frame goes on once."""
+    up = await net.upstream(ws_server())
+    tap = await net.tap(up)
+    client, _ = await ws_open(net, tap)
+    fault = tap.drop(dir="c2s", raw="never")
+    first, second = text('42["whole",2]'), text('42["after"]')
+    cut = len(first) // 2
+    await client.send(first[:cut])
+    await asyncio.sleep(0.05)
+    fault.remove()
+    await client.send(first[cut:] + second)
+    peer = up.peers[0]
+    await eventually(lambda: len(peer.frames_in) == 2, what="two frames upstream")
+    await asyncio.sleep(0.05)
+    assert peer.ws_bytes == first + second
+    assert tap.trace.raws(dir="c2s") == ['42["whole",2]', '42["after"]']
+
+
+async def test_a_fragmented_message_across_a_fault_switch_is_relayed_once_and_recorded_once(net):
+    up = await net.upstream(ws_server())
+    tap = await net.tap(up)
+    client, _ = await ws_open(net, tap)
+    part1 = text('42["a",', fin=False)
+    part2 = text('"b"]', opcode=0)
+    await client.send(part1)
+    await asyncio.sleep(0.05)
+    fault = tap.delay(0.1, dir="c2s")
+    await client.send(part2)
+    peer = up.peers[0]
+    await eventually(lambda: len(peer.frames_in) == 2, what="both fragments upstream")
+    fault.remove()
+    await asyncio.sleep(0.05)
+    assert peer.ws_bytes == part1 + part2
+    assert tap.trace.raws(dir="c2s") == ['42["a","b"]']
