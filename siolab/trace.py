@@ -25,10 +25,10 @@ JSONL_KEYS = ("t", "kind", "dir", "transport", "http", "raw", "binary", "eio", "
               "event", "args", "attachments", "sid", "client", "error", "note", "server")
 ARROWS = {"c2s": "->", "s2c": "<-", None: "  "}
 DEFAULT_LIMIT = 100_000
-# A tap may leave the decoding of a packet for later (Trace.defer): in the lab, where server, clients
-# and tap share one loop, decoding a burst in one go took 20-60% less CPU per packet than decoding each
-# one between the server's and clients' work (benchmarks/). Deferred records are settled before the
-# trace is read or appended to, and at most this long after arrival:
+# A tap may leave the reading of what it relayed for later (Trace.defer): in the lab, where server,
+# clients and tap share one loop, framing and decoding a burst in one go took less than half the CPU of
+# reading each frame between the server's and clients' work (benchmarks/). Deferred records are
+# settled before the trace is read or appended to, and at most this long after arrival:
 SETTLE_AFTER = 0.02
 SETTLE_CHUNK = 64  # decoded in one go before the loop serves the sockets again (~1-2 ms)
 MAX_BACKLOG = 2048
