@@ -665,7 +665,7 @@ class _WebSocket:
             if not self.lazy[dir]:
                 self._go_lazy(dir)
             lane.send(data)
-            tap.trace.defer(self._frame_later, dir, data, lane.dst.closing, tap.trace.now())
+            tap.trace.defer(self._frame_later, dir, data, lane.dst.closing, tap.trace.now(), size=len(data))
             return
         if self.lazy[dir]:  # a fault may act now: frame what went on so far, then read before relaying
             tap.trace.settle()

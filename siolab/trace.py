@@ -32,6 +32,7 @@ DEFAULT_LIMIT = 100_000
 SETTLE_AFTER = 0.02
 SETTLE_CHUNK = 64  # decoded in one go before the loop serves the sockets again (~1-2 ms)
 MAX_BACKLOG = 2048
+MAX_BACKLOG_BYTES = 4 * 1024 * 1024  # deferred bytes (e.g. big binary frames) before settling at once
 #: The server of the exchange being recorded. A balancing tap sets it while it handles a request, so every
 #: record made meanwhile (packets, HTTP, faults) names the server that request went to (cluster.py).
 EXCHANGE_SERVER: ContextVar[str | None] = ContextVar("siolab_exchange_server", default=None)
@@ -146,6 +147,7 @@ class Trace:
         self._backlog: list[tuple[Callable[..., None], tuple]] = []
         self._settle_handle: asyncio.Handle | None = None
         self._settling = False
+        self._backlog_bytes = 0
 
     @property
     def _records(self) -> deque[Record]:
@@ -182,12 +184,14 @@ class Trace:
         values.setdefault("t", self.now())
         return self.append(Record(**values))
 
-    def defer(self, produce: Callable[..., None], *args: Any) -> None:
+    def defer(self, produce: Callable[..., None], *args: Any, size: int = 0) -> None:
         """Call ``produce(*args)`` (which appends records) later: before the trace is next read or
         appended to, or SETTLE_AFTER seconds from now, a chunk at a time. The tap decodes the packets
-        nobody can change this way; their records keep their arrival time."""
+        nobody can change this way; their records keep their arrival time. ``size``: the bytes the call
+        holds on to; more than MAX_BACKLOG_BYTES in all are settled at once."""
         self._backlog.append((produce, args))
-        if len(self._backlog) >= MAX_BACKLOG:
+        self._backlog_bytes += size
+        if len(self._backlog) >= MAX_BACKLOG or self._backlog_bytes >= MAX_BACKLOG_BYTES:
             self.settle()
         elif self._settle_handle is None:
             try:
@@ -206,6 +210,7 @@ class Trace:
             handle.cancel()
         while self._backlog:
             items, self._backlog = self._backlog, []
+            self._backlog_bytes = 0
             self._produce(items)
 
     def _settle_some(self) -> None:
@@ -213,6 +218,8 @@ class Trace:
         self._settle_handle = None
         items = self._backlog[:SETTLE_CHUNK]
         del self._backlog[:SETTLE_CHUNK]
+        if not self._backlog:
+            self._backlog_bytes = 0
         self._produce(items)
         if self._backlog and self._settle_handle is None:
             self._settle_handle = asyncio.get_running_loop().call_soon(self._settle_some)

@@ -151,3 +151,15 @@ def test_a_full_backlog_settles_at_once_and_a_failing_decoder_is_recorded():
     trace.defer(broken)
     err = trace.expect(kind="error")
     assert "could not decode" in err.note and "boom" in err.note
+
+
+async def test_deferred_bytes_are_bounded():
+    """Big frames are not hoarded: past MAX_BACKLOG_BYTES the backlog settles at once."""
+    from siolab import trace as trace_module
+    trace, seen = Trace(), []
+    produce = _producer(trace, seen)
+    half = trace_module.MAX_BACKLOG_BYTES // 2
+    trace.defer(produce, 0, trace.now(), size=half)
+    assert seen == [] and trace._backlog_bytes == half
+    trace.defer(produce, 1, trace.now(), size=half)
+    assert seen == [0, 1] and not trace._backlog and trace._backlog_bytes == 0
