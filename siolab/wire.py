@@ -11,7 +11,7 @@ let C do the byte work: ``bytes.find``, regular expressions, slicing and the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, NoReturn
 
 __all__ = [
@@ -89,14 +89,17 @@ class _Headers:
 
     __slots__ = ()
     headers: tuple[tuple[str, str], ...]  # (a field of each subclass)
+    _index: dict[str, str] | None  # lower-case name -> first value (a field of each subclass)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first header called ``name`` (any case), else ``default``."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return default
+        index = self._index
+        if index is None:  # built on first use: a relay asks a dozen questions of every head
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), value)
+            object.__setattr__(self, "_index", index)
+        return index.get(name.lower(), default)
 
     def get_all(self, name: str) -> list[str]:
         """Every header called ``name`` (any case), in wire order."""
@@ -162,6 +165,7 @@ class Request(_Headers):
     target: str
     version: str
     headers: tuple[tuple[str, str], ...]
+    _index: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def path(self) -> str:
@@ -195,6 +199,7 @@ class Response(_Headers):
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...]
+    _index: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def encode(self) -> bytes:
         """The head back to bytes, CRLF line ends, ending with the blank line."""
