@@ -29,6 +29,10 @@ _first = browser.records()[0]
 _five = _t.expect(client="browser", dir="c2s", eio="upgrade")
 _ws = _t.expect(client="browser", kind="ws", dir="c2s")
 _noops = _t.find(client="browser", dir="s2c", transport="polling", eio="noop")
+_asked = [r for r in _t.find(client="browser", kind="http", dir="c2s", transport="polling")
+          if r.http["method"] == "GET" and r.t < _five.t]
+_answered = {r.http["path"] for r in _t.find(client="browser", dir="s2c", transport="polling")
+             if r.http and r.http["method"] == "GET" and r.t <= _five.t}
 print(json.dumps({
     "BROWSER": BROWSER,
     "tap_port": lab.tap.port,
@@ -36,7 +40,12 @@ print(json.dumps({
     "open": [_t.expect(client="browser", eio="open").transport],
     "connect": [(r.raw, r.transport, r.http["method"]) for r in _t.find(client="browser", dir="c2s", sio="connect")],
     "ws": [(r.dir, r.raw) for r in _t.packets(client="browser", transport="websocket") if r.raw in ("2probe", "3probe", "5")],
-    "noop_between": bool(_noops) and _ws.t <= _noops[0].t <= _five.t and _noops[0].http["method"] == "GET",
+    # a 6 on polling only answers a GET, and only once the WebSocket exists (there may be none: the GET
+    # pending during the probe may already have come back with the CONNECT answer)
+    "polling_noops_after_ws": all(n.http["method"] == "GET" and n.t >= _ws.t for n in _noops),
+    # the client sends 5 only when no GET is pending: every GET asked before 5 was answered before it
+    "no_get_pending_at_5": bool(_asked) and all(r.http["path"] in _answered for r in _asked),
+    "ws_noop_after_5": _t.expect(client="browser", dir="s2c", transport="websocket", eio="noop").t >= _five.t,
     "echo": [(r.dir, r.raw, r.transport) for r in _t.find(client="browser", event="echo")],
     "paths": sorted({r.path.split("?")[0] for r in requests(_t, "browser")}),
     "page": browser.page, "status": browser.status, "transport": browser.transport,
@@ -92,7 +101,9 @@ def test_browser_client_lesson_in_a_real_browser(tmp_path, capsys, base_url):
                 assert report["open"] == ["polling"]
                 assert report["connect"][0] == ["40", "polling", "POST"]
                 assert report["ws"][:3] == [["c2s", "2probe"], ["s2c", "3probe"], ["c2s", "5"]]
-                assert report["noop_between"] is True
+                assert report["polling_noops_after_ws"] is True
+                assert report["no_get_pending_at_5"] is True
+                assert report["ws_noop_after_5"] is True
                 echo = '42["echo",{"from":"your browser"}]'
                 assert [e for e in report["echo"] if e[1] == echo] == [["c2s", echo, "websocket"],
                                                                        ["s2c", echo, "websocket"]]
