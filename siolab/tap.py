@@ -90,6 +90,44 @@ class _Session:
     closed: set = field(default_factory=set)  # directions that sent the close packet (1)
 
 
+class _Exchange:
+    """One HTTP exchange as the tap records it: what it knew when the request came (records made
+    later, in a batch, must say what was true then)."""
+
+    __slots__ = ("tap", "t", "request", "client", "sid", "query", "is_eio", "transport", "method", "body",
+                 "req_http", "where", "key", "session", "long_poll", "overlap", "body_error", "body_packets",
+                 "server", "recorded")
+
+    def __init__(self, tap: "Tap", msg: relay.Message, request: Request, sid: str | None) -> None:
+        self.tap = tap
+        self.t = tap.trace.now()
+        self.request = request
+        self.client, self.sid = tap._client_of(request)
+        self.query = _strip_client(request.query_string)
+        self.is_eio = "EIO" in request.query
+        transport = request.query.get("transport") if self.is_eio else None
+        self.transport = transport if transport in ("polling", "websocket") else ("polling" if self.is_eio else None)
+        self.method = request.method
+        self.body = msg.body
+        self.req_http = {"method": request.method, "path": request.path + (f"?{self.query}" if self.query else ""),
+                         "status": None}
+        self.where = {"transport": self.transport, "sid": sid, "client": self.client}
+        self.key = sid or id(msg)
+        self.session = tap._session(sid) if self.is_eio else None
+        self.long_poll = self.session is not None and request.method == "GET"
+        self.overlap = self.long_poll and self.session.polls > 0
+        self.body_error: str | None = None
+        self.body_packets = 0
+        self.server: str | None = None
+        self.recorded = False
+
+    def sent(self) -> None:
+        """The request is on its way (or will never be): record it, once."""
+        if not self.recorded:
+            self.recorded = True
+            self.tap._later(self.tap._record_request, self, size=len(self.body))
+
+
 class Tap:
     """Recording reverse proxy; ``await Tap(upstream).start()`` then point clients at ``tap.url``."""
 
@@ -309,9 +347,10 @@ class Tap:
                 down.close()
 
     async def _exchange(self, pool: dict[str, relay.Conn] | None, upstream: str, data: bytes,
-                        method: str) -> tuple[relay.Message, relay.Conn]:
+                        method: str, sent: Callable[[], None] | None = None) -> tuple[relay.Message, relay.Conn]:
         """Send one request's bytes to ``upstream`` and read the answer (a pooled connection is retried
-        once on a fresh one if the server had closed it before answering)."""
+        once on a fresh one if the server had closed it before answering). ``sent`` is called once the
+        bytes are on their way."""
         up = pool.get(upstream) if pool is not None else None
         reused = up is not None and not up.closing
         if not reused:
@@ -320,6 +359,8 @@ class Tap:
                 pool[upstream] = up
         before = up.received
         up.write(data)
+        if sent is not None:
+            sent()
         try:
             return await up.read_response(method), up
         except ConnectionError:
@@ -332,74 +373,47 @@ class Tap:
         return await up.read_response(method), up
 
     # ------------------------------------------------------------ HTTP (long-polling)
+    def _later(self, produce: Callable[..., None], *args: Any, size: int = 0) -> None:
+        """Record something that already went on: in a batch (Trace.defer) or right away."""
+        if self.batch:
+            self.trace.defer(produce, *args, size=size)
+        else:
+            produce(*args)
+
+    def _passive(self, client: str | None) -> bool:
+        """True when no fault can change or hold this client's traffic now."""
+        return not self.faults.rules and not self.faults.paused(client)
+
     async def _handle_http(self, down: relay.Conn, msg: relay.Message, request: Request,
                            pool: dict[str, relay.Conn]) -> bool:
-        """Relay one request and its answer, recording both; False when the connection should end."""
-        head: wire.Request = msg.head
+        """Relay one request and its answer, recording both; False when the connection should end.
+
+        While no fault can change them, the request and the answer go on first and are recorded after
+        (in the lab's batches); otherwise each is recorded, judged by the faults, then relayed."""
         if not self.record:
             return await self._relay_http(down, msg, request, pool)
-        self.trace.settle()  # what WebSockets left for later may teach the tap about this session
-        client, sid = self._client_of(request)
+        sid = request.query.get("sid")
+        if sid is not None and sid not in self._sessions:
+            self.trace.settle()  # records left for later may teach the tap this session (its client, server)
+        x = _Exchange(self, msg, request, sid)
         upstream = self._route(request, sid)
-        query = _strip_client(request.query_string)
-        path = request.path + (f"?{query}" if query else "")
-        is_eio = "EIO" in request.query
-        transport = request.query.get("transport") if is_eio else None
-        transport = transport if transport in ("polling", "websocket") else ("polling" if is_eio else None)
+        x.server = EXCHANGE_SERVER.get()
         body = msg.body
-        req_http = {"method": request.method, "path": path, "status": None}
-        where = dict(transport=transport, sid=sid, client=client)
-        key = sid or id(msg)
-        session = self._session(sid) if is_eio else None
-        long_poll = session is not None and request.method == "GET"
-        overlap = long_poll and session.polls > 0
-        body_error, body_packets = None, 0
-        held = self.faults.paused(client)
-
-        if is_eio and request.method == "POST" and body:
-            packets, perr = protocol.decode_payload(body)
-            body_error, body_packets = perr, len(packets)
-            if packets:
-                records = self._packet_records(packets, dir="c2s", http=req_http, key=key, **where)
-                body_error = perr or next((r.error for r in records if r.error), None)
-                if held:
-                    records = [_held(rec) for rec in records]
-                body = await self._apply_faults(records, body, "c2s")
-                if body is None:  # every packet dropped: answer as the server would, without relaying
-                    self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 200}, raw="ok",
-                                   note="answered by the tap: every packet of this POST was dropped", **where)
-                    down.write(relay.response_bytes(200, "ok"))
-                    return True
-            else:
-                self.trace.add(kind="http", dir="c2s", http=req_http, raw=_body_text(body),
-                               error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)
+        if self._passive(x.client):
+            if x.long_poll:
+                x.session.polls += 1
         else:
-            note = error = None
-            if is_eio and request.method == "GET":
-                note = "handshake: open a session" if sid is None else "long-poll: wait for the server's packets"
-                if overlap:
-                    error = ("a second long-poll while another is still pending for this session: Engine.IO "
-                             "allows one GET at a time (the Node.js server refuses it at once and closes the "
-                             "session; python-engineio lets both wait and ends one with 400 after "
-                             "pingInterval + pingTimeout, closing the session)")
-            elif not is_eio:
-                note = "not an Engine.IO request (no EIO in the query)"
-            if is_eio and request.query.get("transport") not in ("polling", "websocket"):
-                given = request.query.get("transport")
-                note = ((note + "; ") if note else "") + (
-                    "no transport parameter (python-engineio then assumes polling; the Node.js server refuses)"
-                    if given is None else f"transport={given!r} is not a transport (polling or websocket)")
-            if held:
-                note = ((note + "; ") if note else "") + _HELD
-            self.trace.add(kind="http", dir="c2s", http=req_http, raw=_body_text(body) if body else None,
-                           note=note, error=error, **where)
-
-        await self._hold(client, "this request", where)
-        if long_poll:
-            session.polls += 1
+            body = await self._request_with_faults(x, down)
+            if body is None:
+                return True
+            await self._hold(x.client, "this request", x.where)
+            if x.long_poll:
+                x.session.polls += 1
         try:
-            answer, up = await self._exchange(pool, upstream, _outgoing(msg, query, body), request.method)
+            answer, up = await self._exchange(pool, upstream, _outgoing(msg, x.query, body), request.method,
+                                              sent=x.sent)
         except (ConnectionError, OSError, wire.WireError) as exc:
+            x.sent()
             pool.pop(upstream, None)
             what = exc.__class__.__name__
             text = f"siolab tap: upstream {upstream} unreachable: {what}: {exc}"
@@ -407,83 +421,175 @@ class Tap:
             if isinstance(exc, wire.WireError):
                 text = f"siolab tap: upstream {upstream} answered something that is not HTTP/1.1: {exc}"
                 error = f"upstream server's answer is not HTTP: {exc}"
-            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": 502}, raw=None, error=error,
-                           note=text, **where)
+            self.trace.add(kind="http", dir="s2c", http={**x.req_http, "status": 502}, raw=None, error=error,
+                           note=text, **x.where)
             down.write(relay.response_bytes(502, text))
             return True
         except asyncio.CancelledError:  # the client went away (or the tap is closing) while we waited
-            self.trace.add(kind="http", dir="s2c", http={**req_http, "status": None}, raw=None,
+            x.sent()
+            self.trace.add(kind="http", dir="s2c", http={**x.req_http, "status": None}, raw=None,
                            note="the request was abandoned before the server answered (the client closed the "
-                                "connection, or the tap is closing)", **where)
+                                "connection, or the tap is closing)", **x.where)
             raise
         finally:
-            if long_poll:
-                session.polls -= 1
+            if x.long_poll:
+                x.session.polls -= 1
 
+        if self._passive(x.client):
+            down.write(answer.raw)
+            self._later(self._record_response, x, answer, self.trace.now(), size=len(answer.raw))
+        else:
+            out = await self._response_with_faults(x, answer)
+            await self._hold(x.client, "this response", x.where)
+            down.write(out)
+        return _keep_alive(msg.head, answer.head, answer, up, pool, upstream)
+
+    def _record_request(self, x: "_Exchange") -> None:
+        """Record a request that went on unchanged."""
+        token = EXCHANGE_SERVER.set(x.server)
+        try:
+            for rec in self._request_records(x, held=False)[0]:
+                self.trace.append(rec)
+        finally:
+            EXCHANGE_SERVER.reset(token)
+
+    def _record_response(self, x: "_Exchange", answer: relay.Message, t: float) -> None:
+        """Record an answer that went on unchanged."""
+        token = EXCHANGE_SERVER.set(x.server)
+        try:
+            records, _, _ = self._response_records(x, answer, t, held=False)
+            for rec in records:
+                self.trace.append(rec)
+            self._after_response(x, answer.head.status)
+        finally:
+            EXCHANGE_SERVER.reset(token)
+
+    async def _request_with_faults(self, x: "_Exchange", down: relay.Conn) -> bytes | None:
+        """Record a request, let the faults judge its packets; the body to relay, or None if the tap
+        answered it itself (every packet dropped)."""
+        x.recorded = True
+        held = self.faults.paused(x.client)
+        records, packets = self._request_records(x, held)
+        if not packets:
+            for rec in records:
+                self.trace.append(rec)
+            return x.body
+        if held:
+            records = [_held(rec) for rec in records]
+        body = await self._apply_faults(records, x.body, "c2s")
+        if body is None:  # every packet dropped: answer as the server would, without relaying
+            self.trace.add(kind="http", dir="s2c", http={**x.req_http, "status": 200}, raw="ok",
+                           note="answered by the tap: every packet of this POST was dropped", **x.where)
+            down.write(relay.response_bytes(200, "ok"))
+        return body
+
+    async def _response_with_faults(self, x: "_Exchange", answer: relay.Message) -> bytes:
+        """Record an answer, let the faults judge its packets; the bytes to relay."""
+        held = self.faults.paused(x.client)
+        records, packets, plain = self._response_records(x, answer, self.trace.now(), held)
+        if not packets:
+            for rec in records:
+                self.trace.append(rec)
+            self._after_response(x, answer.head.status)
+            return answer.raw
+        if held:
+            records = [_held(rec) for rec in records]
+        resp_http = records[0].http
+        new_body = await self._apply_faults(records, plain, "s2c")
+        if new_body is None:
+            new_body = b"6"
+            self.trace.add(kind="fault", dir="s2c", http=resp_http, raw="6", eio="noop",
+                           note="every packet of this response was dropped; the tap answered 6 (noop)",
+                           **x.where)
+        if new_body is plain:
+            return answer.raw
+        return answer.head.with_changes(drop=("Content-Encoding", "Transfer-Encoding"),
+                                        set={"Content-Length": str(len(new_body))}).encode() + new_body
+
+    def _request_records(self, x: "_Exchange", held: bool) -> tuple[list[Record], bool]:
+        """A request's records: its packets (True), or one HTTP record that explains it (False)."""
+        t, body, where = x.t, x.body, x.where
+        if x.is_eio and x.method == "POST" and body:
+            packets, perr = protocol.decode_payload(body)
+            x.body_error, x.body_packets = perr, len(packets)
+            if packets:
+                records = self._packet_records(packets, dir="c2s", http=x.req_http, key=x.key, t=t, **where)
+                x.body_error = perr or next((r.error for r in records if r.error), None)
+                return records, True
+            return [Record(t=t, kind="http", dir="c2s", http=x.req_http, raw=_body_text(body),
+                           error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)], False
+        note = error = None
+        query = x.request.query
+        if x.is_eio and x.method == "GET":
+            note = "handshake: open a session" if x.sid is None else "long-poll: wait for the server's packets"
+            if x.overlap:
+                error = ("a second long-poll while another is still pending for this session: Engine.IO "
+                         "allows one GET at a time (the Node.js server refuses it at once and closes the "
+                         "session; python-engineio lets both wait and ends one with 400 after "
+                         "pingInterval + pingTimeout, closing the session)")
+        elif not x.is_eio:
+            note = "not an Engine.IO request (no EIO in the query)"
+        if x.is_eio and query.get("transport") not in ("polling", "websocket"):
+            given = query.get("transport")
+            note = ((note + "; ") if note else "") + (
+                "no transport parameter (python-engineio then assumes polling; the Node.js server refuses)"
+                if given is None else f"transport={given!r} is not a transport (polling or websocket)")
+        if held:
+            note = ((note + "; ") if note else "") + _HELD
+        return [Record(t=t, kind="http", dir="c2s", http=x.req_http, raw=_body_text(body) if body else None,
+                       note=note, error=error, **where)], False
+
+    def _response_records(self, x: "_Exchange", answer: relay.Message, t: float,
+                          held: bool) -> tuple[list[Record], bool, bytes]:
+        """An answer's records: its packets (True), or one HTTP record that explains it (False); and the
+        body as plain bytes."""
         rhead: wire.Response = answer.head
-        status, rbody, out = rhead.status, answer.body, answer.raw
-        held = self.faults.paused(client)
-        resp_http = {**req_http, "status": status}
-        encoding = rhead.get("Content-Encoding")
-        plain = protocol.decompress(rbody, encoding)
+        status, where, body = rhead.status, x.where, x.body
+        resp_http = {**x.req_http, "status": status}
+        plain = protocol.decompress(answer.body, rhead.get("Content-Encoding"))
         ctype = rhead.get("Content-Type") or ""
-        if is_eio and status == 200 and request.method == "GET" and ctype.startswith(("text/plain", "application/octet")):
+        if x.is_eio and status == 200 and x.method == "GET" and ctype.startswith(("text/plain", "application/octet")):
             packets, perr = protocol.decode_payload(plain)
             if packets:
-                records = self._packet_records(packets, dir="s2c", http=resp_http, key=key, **where)
-                if held:
-                    records = [_held(rec) for rec in records]
-                new_body = await self._apply_faults(records, plain, "s2c")
-                if new_body is None:
-                    new_body = b"6"
-                    self.trace.add(kind="fault", dir="s2c", http=resp_http, raw="6", eio="noop",
-                                   note="every packet of this response was dropped; the tap answered 6 (noop)",
-                                   **where)
-                if new_body is not plain:
-                    out = rhead.with_changes(
-                        drop=("Content-Encoding", "Transfer-Encoding"),
-                        set={"Content-Length": str(len(new_body))}).encode() + new_body
-            else:
-                self.trace.add(kind="http", dir="s2c", http=resp_http, raw=_body_text(plain),
-                               error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)
-        else:
-            text = _body_text(plain)
-            error = note = None
-            if is_eio and _is_html(ctype, text):
-                error = _html_answer(status)
-            elif is_eio and status >= 400:
-                error = protocol.explain_refusal(status, text)
-                if overlap:
-                    error += " - this long-poll overlapped another one for the same session"
-                limit = session.max_payload if session is not None else None
-                if request.method == "POST" and limit is not None and len(body or b"") > limit:
-                    error += (f" - the POST body was {len(body)} bytes, more than the maxPayload of {limit} bytes "
-                              f"the server announced in its open packet (python-engineio answers 400 and closes "
-                              f"the session; the Node.js server answers 413)")
-            elif is_eio and status == 200 and request.method == "POST":
-                note = "the server accepted the POST"
-                if body_error:
-                    note = ("the server answered OK, but this POST carried something invalid (see the error "
-                            "above): OK only means the body was received. python-engineio/python-socketio log "
-                            "the error and carry on; the Node.js server answers 400 or closes the session")
-                if body_packets > PYTHON_MAX_DECODE_PACKETS:
-                    note = (f"the server answered OK, but this body carried {body_packets} packets: a "
-                            f"python-engineio server refuses more than {PYTHON_MAX_DECODE_PACKETS} in one body "
-                            f"(Payload.max_decode_packets), logs 'Too many packets in payload' and drops them all "
-                            f"while answering OK (the Node.js server takes them)")
-            elif is_eio:
-                error = f"not an Engine.IO response: HTTP {status} {ctype or 'without a Content-Type'}"
-            elif not is_eio and status >= 400:
-                note = f"HTTP {status} {ctype}"
-            if held:
-                note = ((note + "; ") if note else "") + _HELD
-            self.trace.add(kind="http", dir="s2c", http=resp_http, raw=text, error=error, note=note, **where)
-            if transport == "polling" and status >= 400 and sid:
-                self._flush(sid, "the session was refused", transport=transport, sid=sid, client=client)
+                return self._packet_records(packets, dir="s2c", http=resp_http, key=x.key, t=t, **where), True, plain
+            return [Record(t=t, kind="http", dir="s2c", http=resp_http, raw=_body_text(plain),
+                           error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)], False, plain
+        text = _body_text(plain)
+        error = note = None
+        if x.is_eio and _is_html(ctype, text):
+            error = _html_answer(status)
+        elif x.is_eio and status >= 400:
+            error = protocol.explain_refusal(status, text)
+            if x.overlap:
+                error += " - this long-poll overlapped another one for the same session"
+            limit = x.session.max_payload if x.session is not None else None
+            if x.method == "POST" and limit is not None and len(body or b"") > limit:
+                error += (f" - the POST body was {len(body)} bytes, more than the maxPayload of {limit} bytes "
+                          f"the server announced in its open packet (python-engineio answers 400 and closes "
+                          f"the session; the Node.js server answers 413)")
+        elif x.is_eio and status == 200 and x.method == "POST":
+            note = "the server accepted the POST"
+            if x.body_error:
+                note = ("the server answered OK, but this POST carried something invalid (see the error "
+                        "above): OK only means the body was received. python-engineio/python-socketio log "
+                        "the error and carry on; the Node.js server answers 400 or closes the session")
+            if x.body_packets > PYTHON_MAX_DECODE_PACKETS:
+                note = (f"the server answered OK, but this body carried {x.body_packets} packets: a "
+                        f"python-engineio server refuses more than {PYTHON_MAX_DECODE_PACKETS} in one body "
+                        f"(Payload.max_decode_packets), logs 'Too many packets in payload' and drops them all "
+                        f"while answering OK (the Node.js server takes them)")
+        elif x.is_eio:
+            error = f"not an Engine.IO response: HTTP {status} {ctype or 'without a Content-Type'}"
+        elif not x.is_eio and status >= 400:
+            note = f"HTTP {status} {ctype}"
+        if held:
+            note = ((note + "; ") if note else "") + _HELD
+        return [Record(t=t, kind="http", dir="s2c", http=resp_http, raw=text, error=error, note=note,
+                       **where)], False, plain
 
-        await self._hold(client, "this response", where)
-        down.write(out)
-        return _keep_alive(head, rhead, answer, up, pool, upstream)
+    def _after_response(self, x: "_Exchange", status: int) -> None:
+        if x.transport == "polling" and status >= 400 and x.sid:
+            self._flush(x.sid, "the session was refused", transport=x.transport, sid=x.sid, client=x.client)
 
     async def _relay_http(self, down: relay.Conn, msg: relay.Message, request: Request,
                           pool: dict[str, relay.Conn]) -> bool:
@@ -706,19 +812,22 @@ class _WebSocket:
         """Frame and record a chunk that was relayed already (Trace.defer)."""
         if not self.parse[dir]:
             return
-        EXCHANGE_SERVER.set(self.server)
+        token = EXCHANGE_SERVER.set(self.server)  # reset after: settle() may run in anybody's context
         try:
-            frames = self.readers[dir].feed(data)
-        except wire.WireError as exc:
-            for frame in exc.frames:
+            try:
+                frames = self.readers[dir].feed(data)
+            except wire.WireError as exc:
+                for frame in exc.frames:
+                    self._frame_sent(dir, frame, gone, t)
+                self.parse[dir] = False
+                self.partial[dir] = None
+                self._note(dir, error=f"not a WebSocket frame: {exc}; the tap relays the rest of this direction "
+                                      f"without reading it")
+                return
+            for frame in frames:
                 self._frame_sent(dir, frame, gone, t)
-            self.parse[dir] = False
-            self.partial[dir] = None
-            self._note(dir, error=f"not a WebSocket frame: {exc}; the tap relays the rest of this direction "
-                                  f"without reading it")
-            return
-        for frame in frames:
-            self._frame_sent(dir, frame, gone, t)
+        finally:
+            EXCHANGE_SERVER.reset(token)
 
     def _frame_sent(self, dir: str, frame: wire.Frame, gone: bool, t: float) -> None:
         """Record what a frame that already went on says (messages, fragments, close)."""
@@ -812,9 +921,12 @@ class _WebSocket:
         lane.send(raw, due, (lambda: faults.gate(client)) if paused else None)
 
     def _record_message(self, dir: str, opcode: int, payload: bytes, gone: bool, t: float) -> None:
-        EXCHANGE_SERVER.set(self.server)
-        for rec in self._decode(dir, opcode, payload, gone, False, t):
-            self.tap.trace.append(rec)
+        token = EXCHANGE_SERVER.set(self.server)
+        try:
+            for rec in self._decode(dir, opcode, payload, gone, False, t):
+                self.tap.trace.append(rec)
+        finally:
+            EXCHANGE_SERVER.reset(token)
 
     def _decode(self, dir: str, opcode: int, payload: bytes, gone: bool, paused: bool, t: float) -> list[Record]:
         """The records of one message, with what the tap knows about it (its session, a pause)."""
@@ -913,11 +1025,14 @@ class _WebSocket:
     def shutdown(self) -> None:
         """The tap is closing: say goodbye both ways (1001 to the client, 1000 to the server) and end."""
         self.tap.trace.settle()
-        EXCHANGE_SERVER.set(self.server)
-        for lane in self.lanes.values():
-            self._give_up(lane, "the tap stopped")
-        if self.tap.record and not self.recorded_close:
-            self._record_close("s2c", 1001, by="tap (it is closing)")
+        token = EXCHANGE_SERVER.set(self.server)  # shutdown runs in the context of whoever closes the tap
+        try:
+            for lane in self.lanes.values():
+                self._give_up(lane, "the tap stopped")
+            if self.tap.record and not self.recorded_close:
+                self._record_close("s2c", 1001, by="tap (it is closing)")
+        finally:
+            EXCHANGE_SERVER.reset(token)
         down, up = self.conns["c2s"], self.conns["s2c"]
         if "s2c" not in self.close_frames:
             down.write(wire.build_frame(8, wire.close_frame_payload(1001)))
