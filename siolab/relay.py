@@ -122,7 +122,7 @@ class Conn(asyncio.Protocol):
 
     async def _head(self, at_start: bool) -> bytes | None:
         while True:
-            end = wire.head_end(self.buf)
+            end = wire.head_end(self.buf) if self.buf else -1
             if end >= 0:
                 head = bytes(self.buf[:end])
                 del self.buf[:end]

@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from . import protocol, relay, wire
 from .faults import Fault, Faults
-from .trace import EXCHANGE_SERVER, Record, Trace
+from .trace import EXCHANGE_SERVER, Record, Trace, new_record
 
 log = logging.getLogger("siolab.tap")
 
@@ -53,10 +53,14 @@ def _strip_client(query_string: str) -> str:
 def _query(query_string: str) -> dict[str, str]:
     """The query's parameters, the first value of each (as a server reads them)."""
     out: dict[str, str] = {}
+    plain = "%" not in query_string and "+" not in query_string  # nothing to unquote (the usual case)
     for part in query_string.split("&"):
         if part:
             key, _, value = part.partition("=")
-            out.setdefault(unquote_plus(key), unquote_plus(value))
+            if plain:
+                out.setdefault(key, value)
+            else:
+                out.setdefault(unquote_plus(key), unquote_plus(value))
     return out
 
 
@@ -284,7 +288,8 @@ class Tap:
             max_payload = pkt.data.get("maxPayload")
             if isinstance(max_payload, int) and not isinstance(max_payload, bool):
                 self._session(where["sid"]).max_payload = max_payload
-        session = self._sessions.get(where.get("sid")) if where.get("sid") else None
+        sid = where.get("sid")
+        session = self._sessions.get(sid) if sid else None
         if session is not None:
             dir_ = where.get("dir")
             if dir_ in session.closed and error is None:
@@ -295,15 +300,17 @@ class Tap:
         if pkt.binary:
             raw = base64.b64encode(pkt.data or b"").decode("ascii")
             note = f"attachment {d.attachment_of}" if d.attachment_of is not None else None
-            return Record(kind="packet", raw=raw, binary=True, eio="message", error=error, note=note,
-                          **where)
+            return new_record(kind="packet", raw=raw, binary=True, eio="message", error=error, note=note,
+                              **where)
         sio = d.sio
-        if sio is not None and sio.type == "connect_error" and error is None:
+        raw = pkt.raw if isinstance(pkt.raw, str) else repr(pkt.raw)
+        if sio is None:
+            return new_record(kind="packet", raw=raw, eio=pkt.type, args=d.args, error=error, **where)
+        if sio.type == "connect_error" and error is None:
             note = _connect_error_note(sio)
-        return Record(kind="packet", raw=pkt.raw if isinstance(pkt.raw, str) else repr(pkt.raw), eio=pkt.type,
-                      sio=sio.type if sio else None, nsp=sio.nsp if sio and sio.type else None,
-                      ack=sio.ack if sio else None, event=sio.event if sio else None, args=d.args,
-                      attachments=sio.attachments if sio else 0, error=error, note=note, **where)
+        return new_record(kind="packet", raw=raw, eio=pkt.type, sio=sio.type, nsp=sio.nsp if sio.type else None,
+                          ack=sio.ack, event=sio.event, args=d.args, attachments=sio.attachments, error=error,
+                          note=note, **where)
 
     def _flush(self, key: Any, why: str, **where: Any) -> None:
         """Record binary packets left waiting for attachments when their connection ends."""
@@ -516,7 +523,7 @@ class Tap:
                 records = self._packet_records(packets, dir="c2s", http=x.req_http, key=x.key, t=t, **where)
                 x.body_error = perr or next((r.error for r in records if r.error), None)
                 return records, True
-            return [Record(t=t, kind="http", dir="c2s", http=x.req_http, raw=_body_text(body),
+            return [new_record(t=t, kind="http", dir="c2s", http=x.req_http, raw=_body_text(body),
                            error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)], False
         note = error = None
         query = x.request.query
@@ -536,7 +543,7 @@ class Tap:
                 if given is None else f"transport={given!r} is not a transport (polling or websocket)")
         if held:
             note = ((note + "; ") if note else "") + _HELD
-        return [Record(t=t, kind="http", dir="c2s", http=x.req_http, raw=_body_text(body) if body else None,
+        return [new_record(t=t, kind="http", dir="c2s", http=x.req_http, raw=_body_text(body) if body else None,
                        note=note, error=error, **where)], False
 
     def _response_records(self, x: "_Exchange", answer: relay.Message, t: float,
@@ -552,7 +559,7 @@ class Tap:
             packets, perr = protocol.decode_payload(plain)
             if packets:
                 return self._packet_records(packets, dir="s2c", http=resp_http, key=x.key, t=t, **where), True, plain
-            return [Record(t=t, kind="http", dir="s2c", http=resp_http, raw=_body_text(plain),
+            return [new_record(t=t, kind="http", dir="s2c", http=resp_http, raw=_body_text(plain),
                            error=f"invalid polling body: {perr}", note=_HELD if held else None, **where)], False, plain
         text = _body_text(plain)
         error = note = None
@@ -584,7 +591,7 @@ class Tap:
             note = f"HTTP {status} {ctype}"
         if held:
             note = ((note + "; ") if note else "") + _HELD
-        return [Record(t=t, kind="http", dir="s2c", http=resp_http, raw=text, error=error, note=note,
+        return [new_record(t=t, kind="http", dir="s2c", http=resp_http, raw=text, error=error, note=note,
                        **where)], False, plain
 
     def _after_response(self, x: "_Exchange", status: int) -> None:

@@ -91,19 +91,26 @@ class _Headers:
     headers: tuple[tuple[str, str], ...]  # (a field of each subclass)
     _index: dict[str, str] | None  # lower-case name -> first value (a field of each subclass)
 
+    def _lookup(self) -> dict[str, str]:
+        """Lower-case name -> first value, built on first use: a relay asks a dozen questions of every head.
+        (Built backwards so that the first of repeated headers wins.)"""
+        index = self._index
+        if index is None:
+            index = {key.lower(): value for key, value in reversed(self.headers)}
+            object.__setattr__(self, "_index", index)
+        return index
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first header called ``name`` (any case), else ``default``."""
-        index = self._index
-        if index is None:  # built on first use: a relay asks a dozen questions of every head
-            index = {}
-            for key, value in self.headers:
-                index.setdefault(key.lower(), value)
-            object.__setattr__(self, "_index", index)
-        return index.get(name.lower(), default)
+        return self._lookup().get(name.lower(), default)
 
     def get_all(self, name: str) -> list[str]:
         """Every header called ``name`` (any case), in wire order."""
+        index = self._lookup()
         name = name.lower()
+        if len(index) == len(self.headers):  # no name repeats: the index has every header
+            value = index.get(name)
+            return [] if value is None else [value]
         return [value for key, value in self.headers if key.lower() == name]
 
     def _encode(self, start_line: str) -> bytes:

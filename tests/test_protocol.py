@@ -211,3 +211,14 @@ def test_import_siolab_does_not_import_the_servers():
     code = "import sys, siolab; print('socketio' in sys.modules, 'aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("raw", ['42["chat","hi"]', "40", '434["x"]', "41", '451-["b",{"_placeholder":true,"num":0}]',
+                                 "4" + "9" * 120, "4²x", "4０{}", '42/admin,1["x"]', "42" + "[" * 5000])
+def test_socketio_messages_skip_the_engineio_parser_with_the_same_result(raw):
+    """decode_eio takes a short cut for "4<digit>...": python-engineio keeps such a message's text as it is."""
+    pkt = decode_eio(raw)
+    library = eio_packet.Packet(encoded_packet=raw)
+    assert EIO_TYPES[library.packet_type] == pkt.type == "message"
+    assert library.data == pkt.data == raw[1:] and not library.binary and not pkt.binary
+    assert pkt.error is None and pkt.raw == raw
