@@ -298,7 +298,10 @@ def decode_sio(text: Any) -> SioPacket:
         return SioPacket(raw=text, type=name, error=f"cannot decode {name.upper()}: {exc}")
     except Exception as exc:  # any other refusal by the library's parser
         return SioPacket(raw=text, type=name, error=f"Socket.IO parser: {exc!r}")
-    nsp = _wire_namespace(text) or "/"  # python-socketio drops a '?query' from it; show the wire's
+    if pkt.namespace is None:  # the library found none where the wire would have one: the default
+        nsp = "/"
+    else:
+        nsp = _wire_namespace(text) or "/"  # python-socketio drops a '?query' from it; show the wire's
     if pkt.namespace and "," not in text and not _NSP_CHARS.match(nsp):
         return SioPacket(raw=text, type=name, nsp=_short(nsp, 40),
                          error="namespace without a comma: '/name' must be followed by ',' before the data")

@@ -265,7 +265,7 @@ class Tap:
                 decoded.extend(conn.reassembler.feed(p, t))
         out = []
         for when, d in decoded:
-            out.append(self._record(d, t=when, dir=dir, transport=transport, http=http, sid=sid, client=client))
+            out.append(self._record(d, when, dir, transport, http, sid, client))
         return out
 
     def _session(self, sid: str | None) -> _Session | None:
@@ -278,39 +278,39 @@ class Tap:
             session = self._sessions[sid] = _Session()
         return session
 
-    def _record(self, d: protocol.Decoded, **where: Any) -> Record:
+    def _record(self, d: protocol.Decoded, t: float, dir: str, transport: str | None, http: dict | None,
+                sid: str | None, client: str | None) -> Record:
         pkt = d.eio
         error, note = d.error, None
         if pkt.type == "open" and isinstance(pkt.data, dict) and isinstance(pkt.data.get("sid"), str):
-            where["sid"] = pkt.data["sid"]
-            if where.get("client"):
-                self.names[where["sid"]] = where["client"]
+            sid = pkt.data["sid"]
+            if client:
+                self.names[sid] = client
             max_payload = pkt.data.get("maxPayload")
             if isinstance(max_payload, int) and not isinstance(max_payload, bool):
-                self._session(where["sid"]).max_payload = max_payload
-        sid = where.get("sid")
+                self._session(sid).max_payload = max_payload
         session = self._sessions.get(sid) if sid else None
         if session is not None:
-            dir_ = where.get("dir")
-            if dir_ in session.closed and error is None:
+            if dir in session.closed and error is None:
                 error = (f"sent after this side's close packet (1): the Engine.IO session is over, "
-                         f"so this packet should not exist ({'client' if dir_ == 'c2s' else 'server'} misbehaves)")
+                         f"so this packet should not exist ({'client' if dir == 'c2s' else 'server'} misbehaves)")
             elif pkt.type == "close":
-                session.closed.add(dir_)
+                session.closed.add(dir)
         if pkt.binary:
             raw = base64.b64encode(pkt.data or b"").decode("ascii")
             note = f"attachment {d.attachment_of}" if d.attachment_of is not None else None
-            return new_record(kind="packet", raw=raw, binary=True, eio="message", error=error, note=note,
-                              **where)
+            return new_record(t=t, kind="packet", dir=dir, transport=transport, http=http, raw=raw, binary=True,
+                              eio="message", error=error, note=note, sid=sid, client=client)
         sio = d.sio
         raw = pkt.raw if isinstance(pkt.raw, str) else repr(pkt.raw)
         if sio is None:
-            return new_record(kind="packet", raw=raw, eio=pkt.type, args=d.args, error=error, **where)
+            return new_record(t=t, kind="packet", dir=dir, transport=transport, http=http, raw=raw, eio=pkt.type,
+                              args=d.args, error=error, sid=sid, client=client)
         if sio.type == "connect_error" and error is None:
             note = _connect_error_note(sio)
-        return new_record(kind="packet", raw=raw, eio=pkt.type, sio=sio.type, nsp=sio.nsp if sio.type else None,
-                          ack=sio.ack, event=sio.event, args=d.args, attachments=sio.attachments, error=error,
-                          note=note, **where)
+        return new_record(t=t, kind="packet", dir=dir, transport=transport, http=http, raw=raw, eio=pkt.type,
+                          sio=sio.type, nsp=sio.nsp if sio.type else None, ack=sio.ack, event=sio.event,
+                          args=d.args, attachments=sio.attachments, error=error, note=note, sid=sid, client=client)
 
     def _flush(self, key: Any, why: str, **where: Any) -> None:
         """Record binary packets left waiting for attachments when their connection ends."""
@@ -319,7 +319,8 @@ class Tap:
             if conn is None:
                 continue
             for t, d in conn.reassembler.flush(why):
-                self.trace.append(self._record(d, t=t, dir=dir_, **where))
+                self.trace.append(self._record(d, t, dir_, where.get("transport"), None, where.get("sid"),
+                                               where.get("client")))
 
     # ------------------------------------------------------------ one client connection
     async def _serve(self, down: relay.Conn) -> None:
