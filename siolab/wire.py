@@ -287,14 +287,35 @@ def _header_error(line: str) -> WireError:
     return WireError(f"{why}: {_show(line)}")
 
 
+# Heads repeat: a client's POSTs, a server's "200 OK" answers and its polling answers differ, if at all,
+# in Content-Length and (once a second) Date. The last heads parsed are kept, by their exact bytes: the
+# parsed heads are immutable, so handing one out again is the same as parsing again (only bytes are kept).
+HEAD_CACHE = 256
+_requests: dict[bytes, Request] = {}
+_responses: dict[bytes, Response] = {}
+
+
+def _remember(cache: dict, head: bytes, parsed: Request | Response) -> None:
+    if len(cache) >= HEAD_CACHE:
+        cache.clear()  # new heads keep coming (a GET's t=...): start over rather than track their ages
+    cache[head] = parsed
+
+
 def parse_request(head: bytes | bytearray | memoryview) -> Request:
     """The request in ``head`` (the bytes up to and including the blank line); WireError if malformed."""
+    if type(head) is bytes:
+        known = _requests.get(head)
+        if known is not None:
+            return known
     text, line, pos, clean = _split_head(head)
     m = _REQUEST_LINE.fullmatch(line)
     if m is None:
         raise _request_line_error(line)
     method, target, version = m.groups()
-    return Request(method, target, version, _parse_headers(text, pos, clean))
+    request = Request(method, target, version, _parse_headers(text, pos, clean))
+    if type(head) is bytes:
+        _remember(_requests, head, request)
+    return request
 
 
 def _request_line_error(line: str) -> WireError:
@@ -314,6 +335,10 @@ def _request_line_error(line: str) -> WireError:
 
 def parse_response(head: bytes | bytearray | memoryview) -> Response:
     """The response in ``head`` (the bytes up to and including the blank line); WireError if malformed."""
+    if type(head) is bytes:
+        known = _responses.get(head)
+        if known is not None:
+            return known
     text, line, pos, clean = _split_head(head)
     m = _STATUS_LINE.fullmatch(line)
     if m is None or not clean and _CTL.search(line):
@@ -327,7 +352,10 @@ def parse_response(head: bytes | bytearray | memoryview) -> Response:
             why = "a control character in the status line"
         raise WireError(f"{why}: {_show(line)}")
     version, status, reason = m.groups()
-    return Response(version, int(status), reason or "", _parse_headers(text, pos, clean))
+    response = Response(version, int(status), reason or "", _parse_headers(text, pos, clean))
+    if type(head) is bytes:
+        _remember(_responses, head, response)
+    return response
 
 
 # --------------------------------------------------------------------------------------------------

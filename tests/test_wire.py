@@ -11,6 +11,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from siolab import wire
 from siolab.wire import (
     MAX_HEAD, OPCODES, ChunkedReader, Frame, FrameReader, Request, Response, WireError, build_frame,
     close_frame_payload, head_end, parse_close, parse_request, parse_response, request_body, response_body,
@@ -743,3 +744,25 @@ def test_close_round_trip(code, reason):
 ])
 def test_strip_query_param(target, expected):
     assert strip_query_param(target, "siolab_client") == expected
+
+
+def test_repeated_heads_are_parsed_once_and_give_the_same_answer():
+    head = b"POST /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+    first = wire.parse_request(head)
+    again = wire.parse_request(bytes(bytearray(head)))  # equal bytes, another object
+    assert again is first
+    assert wire.parse_request(bytearray(head)) == first  # a bytearray is parsed, not looked up
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+    assert wire.parse_response(answer) is wire.parse_response(bytes(bytearray(answer)))
+    assert wire.parse_response(answer).get("content-length") == "2"
+
+
+def test_the_head_cache_is_bounded_and_never_remembers_an_error():
+    for i in range(wire.HEAD_CACHE * 3):
+        wire.parse_request(b"GET /?t=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        assert len(wire._requests) <= wire.HEAD_CACHE
+    bad = b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"
+    for _ in range(2):
+        with pytest.raises(wire.WireError):
+            wire.parse_request(bad)
+    assert bad not in wire._requests
