@@ -47,7 +47,8 @@ class Conn(asyncio.Protocol):
         self.on_made: Callable[["Conn"], None] | None = None
         self.task: asyncio.Task | None = None  # what serves this connection while it carries HTTP
         self._waiter: asyncio.Future | None = None
-        self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future = self._loop.create_future()
 
     # ---------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport) -> None:
@@ -107,28 +108,29 @@ class Conn(asyncio.Protocol):
     # ---------------------------------------------------------------- reading HTTP
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    async def _more(self) -> None:
-        """Wait for more bytes; ConnectionError at the end of the connection."""
+    def _more(self) -> asyncio.Future:
+        """A future that is done when more bytes (or the end) arrive: ``await self._more()``.
+        ConnectionError at the end of the connection."""
         if self.eof:
             raise ConnectionResetError("the connection closed")
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     async def _head(self, at_start: bool) -> bytes | None:
+        buf = self.buf
         while True:
-            end = wire.head_end(self.buf) if self.buf else -1
+            end = wire.head_end(buf) if buf else -1
             if end >= 0:
-                head = bytes(self.buf[:end])
-                del self.buf[:end]
+                head = bytes(buf[:end])
+                del buf[:end]
                 return head
             if self.eof:
-                if at_start and not self.buf.strip():
+                if at_start and not buf.strip():
                     return None  # closed between messages: a normal end
                 raise ConnectionResetError("the connection closed in the middle of an HTTP head")
             await self._more()
@@ -136,8 +138,6 @@ class Conn(asyncio.Protocol):
     async def _body(self, framing: tuple[str, int]) -> tuple[bytes, bytes]:
         """(body, raw body) for a framing from ``wire.request_body``/``wire.response_body``."""
         kind, n = framing
-        if kind == "none" or (kind == "length" and n == 0):
-            return b"", b""
         if kind == "length":
             if n > READ_LIMIT:
                 raise wire.WireError(f"a body of {n} bytes is more than the tap takes in ({READ_LIMIT} bytes)")
@@ -182,6 +182,9 @@ class Conn(asyncio.Protocol):
         if (on_expect is not None and framing != ("length", 0)
                 and (req.get("Expect") or "").lower() == "100-continue" and not self.buf):
             on_expect()
+        body = self._ready_body(framing)
+        if body is not None:
+            return Message(req, body, head + body)
         body, raw = await self._body(framing)
         return Message(req, body, head + raw, chunked=framing[0] == "chunked")
 
@@ -193,9 +196,23 @@ class Conn(asyncio.Protocol):
             if 100 <= resp.status < 200 and resp.status != 101:
                 continue
             framing = wire.response_body(resp, method) if resp.status != 101 else ("none", 0)
+            body = self._ready_body(framing)
+            if body is not None:
+                return Message(resp, body, head + body)
             body, raw = await self._body(framing)
             return Message(resp, body, head + raw, chunked=framing[0] == "chunked",
                            until_close=framing[0] == "close")
+
+    def _ready_body(self, framing: tuple[str, int]) -> bytes | None:
+        """The body, if it is framed by length (or absent) and has all arrived: no coroutine needed."""
+        kind, n = framing
+        if kind == "none" or (kind == "length" and n == 0):
+            return b""
+        if kind == "length" and len(self.buf) >= n and n <= READ_LIMIT:
+            body = bytes(self.buf[:n])
+            del self.buf[:n]
+            return body
+        return None
 
     def take_buffer(self) -> bytes:
         """What arrived after the last HTTP message (the first WebSocket frames)."""

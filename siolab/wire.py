@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, NoReturn
 
+from .frozen import constructor
+
 __all__ = [
     "WireError", "MAX_HEAD", "head_end", "Request", "Response", "parse_request", "parse_response",
     "request_body", "response_body", "ChunkedReader", "Frame", "OPCODES", "FrameReader", "build_frame",
@@ -539,6 +541,9 @@ class Frame:
     raw: bytes  # the frame exactly as on the wire (header + masked payload), to relay unchanged
 
 
+_new_frame = constructor(Frame)  # a frame per WebSocket message the tap relays: no setattr call per field
+
+
 def _mask(data: bytes | bytearray, key: bytes | bytearray) -> bytes:
     """``data`` XORed with the 4-byte ``key`` repeated: masks and unmasks (RFC 6455 5.3)."""
     n = len(data)
@@ -650,7 +655,8 @@ class FrameReader:
                     payload = _mask(raw[head:], raw[head - 4:head])
                 else:
                     payload = raw[head:]
-                frames.append(Frame(b0 >= 0x80, (b0 >> 4) & 7, opcode, masked != 0, payload, raw))
+                frames.append(_new_frame(fin=b0 >= 0x80, rsv=(b0 >> 4) & 7, opcode=opcode, masked=masked != 0,
+                                         payload=payload, raw=raw))
                 pos = end
             self._need = 2
             return frames, pos
