@@ -389,12 +389,29 @@ def _content_length(msg: Request | Response) -> int | None:
     return lengths.pop()
 
 
+def _plain_length(msg: Request | Response) -> int | None:
+    """The Content-Length of a head with no Transfer-Encoding, no repeated header and one plain decimal
+    length (nearly every head); -1 when it has no Content-Length; None for anything the full rules decide."""
+    index = msg._lookup()
+    if "transfer-encoding" in index or len(index) != len(msg.headers):
+        return None
+    value = index.get("content-length")
+    if value is None:
+        return -1
+    if value.isdigit() and value.isascii() and len(value) <= 18:
+        return int(value)
+    return None
+
+
 def request_body(req: Request) -> tuple[str, int]:
     """How the request's body is framed: ("chunked", 0), ("length", n) from Content-Length, else ("length", 0).
 
     Transfer-Encoding wins over Content-Length (RFC 9112 6.3); a request whose Transfer-Encoding
     does not end in chunked has no knowable length, so that is a WireError (the RFC's 400).
     """
+    plain = _plain_length(req)
+    if plain is not None:
+        return ("length", max(plain, 0))
     codings = _transfer_codings(req)
     if codings:
         if codings[-1] == "chunked":
@@ -411,6 +428,9 @@ def response_body(resp: Response, request_method: str) -> tuple[str, int]:
     status = resp.status
     if status < 200 or status == 204 or status == 304 or request_method == "HEAD":
         return ("none", 0)
+    plain = _plain_length(resp)
+    if plain is not None:
+        return ("close", 0) if plain < 0 else ("length", plain)
     codings = _transfer_codings(resp)
     if codings:
         return ("chunked", 0) if codings[-1] == "chunked" else ("close", 0)
