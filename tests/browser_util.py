@@ -207,7 +207,9 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
         code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
         menu(page, "Run", "Run All Above Selected Cell")
         page.wait_for_function(started, timeout=10_000)
-    # done when every cell but the last has its number, or when one failed (Run All stops there)
+    # done when every cell but the last has its number, or when one failed (Run All stops there). The kernel
+    # runs cells in order, so the last of them numbered with the kernel idle is done too (on a busy machine the
+    # page once kept an earlier cell's [*] after its reply: the kernel had run every cell after it).
     page.wait_for_function(
         """(n) => {
             const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
@@ -215,7 +217,8 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
                 ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
                 .some(e => /Traceback/.test(e.textContent));
             const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
-            return prompts.slice(0, n - 1).every(p => /\\[\\d+\\]/.test(p.textContent)) || (failed && idle);
+            const numbered = p => /\\[\\d+\\]/.test(p.textContent);
+            return prompts.slice(0, n - 1).every(numbered) || (idle && numbered(prompts[n - 2])) || (failed && idle);
         }""", arg=n_code, timeout=timeout)
     failed = error_outputs(page)
     assert failed.count() == 0, f"a cell failed:\n{failed.first.inner_text()}"
