@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from siolab import wire
-from siolab.tap import Tap
+from siolab import relay, wire
+from siolab.tap import Tap, _WebSocket
 from siolab.trace import Trace
 
 T = 3.0  # the longest any single wait in these tests may take
@@ -1216,3 +1216,46 @@ async def test_a_fragmented_message_across_a_fault_switch_is_relayed_once_and_re
     await asyncio.sleep(0.05)
     assert peer.ws_bytes == part1 + part2
     assert tap.trace.raws(dir="c2s") == ['42["a","b"]']
+
+
+PLAIN_CANDIDATES = [
+    '42["chat","hi"]', '421["echo",{"a":[1,2,{"b":null}]}]', '431["x"]', "40", '40{"sid":"abc"}', "41",
+    '42/admin,["x"]', '42/admin,7["x",1.5]', '44{"message":"no"}', '44"no"', '42["connect"]', "42[]", '42{"a":1}',
+    '451-["b",{"_placeholder":true,"num":0}]', '42["x",NaN]', "4" + "2" * 30, '42/admin["x"]', "4", "4x", "2", "3",
+    '42["ünïcode ✓"]', '42["x"]garbage', '43["late"]',
+]
+
+
+@pytest.mark.parametrize("raw", PLAIN_CANDIDATES)
+async def test_the_usual_websocket_message_is_recorded_as_the_general_path_records_it(raw):
+    """_record_plain takes a short cut for valid Socket.IO packets: its record must be _decode's, field for field,
+    and anything _decode would explain (errors, attachments, refusals) must be left to _decode."""
+    trace = Trace()
+    tap = Tap("http://127.0.0.1:1", trace, batch=True)
+    ws = _WebSocket(tap, relay.Conn(), relay.Conn(), sid="abc", client="alice", server=None)
+    payload = raw.encode("utf-8")
+    expected = ws._decode("c2s", 1, payload, False, False, 2.5)
+    took = ws._record_plain("c2s", payload, 2.5)
+    if took:
+        assert trace.find() == expected
+        assert not any(r.error or r.note for r in expected)
+    else:
+        assert len(trace) == 0
+    if raw in ('42["chat","hi"]', '431["x"]', '42/admin,7["x",1.5]', "40"):
+        assert took  # the usual ones do take it
+
+
+async def test_the_short_cut_is_not_taken_where_the_session_says_something():
+    trace = Trace()
+    tap = Tap("http://127.0.0.1:1", trace, batch=True)
+    ws = _WebSocket(tap, relay.Conn(), relay.Conn(), sid=None, client=None, server=None)
+    assert not ws._record_plain("c2s", b'42["x"]', 1.0)  # no session yet: _decode learns it
+    ws.state["sid"] = "abc"
+    tap._session("abc").max_payload = 5
+    assert not ws._record_plain("c2s", b'42["long"]', 1.0)  # over maxPayload: _decode says so
+    tap._session("abc").max_payload = None
+    tap._session("abc").closed.add("c2s")
+    assert not ws._record_plain("c2s", b'42["x"]', 1.0)  # after a close packet: _decode says so
+    assert ws._record_plain("s2c", b'42["x"]', 1.0)
+    assert not ws._record_plain("s2c", b'42["\xff"]', 1.0)  # not UTF-8
+    assert len(trace) == 1
