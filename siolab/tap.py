@@ -268,6 +268,31 @@ class Tap:
             out.append(self._record(d, when, dir, transport, http, sid, client))
         return out
 
+    def _plain_record(self, payload: bytes, dir: str, transport: str, http: dict | None, sid: str | None,
+                      client: str | None, key: Any, t: float) -> Record | None:
+        """The record of the usual packet (one valid Socket.IO packet without attachments, in a session the tap
+        knows, with nothing to explain) straight from python-socketio's parse; None to leave it to the general
+        path (``_packet_records``), which explains everything else. Same record either way
+        (tests/test_relay.py)."""
+        if payload[:1] != b"4" or not payload[1:2].isdigit() or sid is None or self.layer != "socket.io":
+            return None
+        session = self._sessions.get(sid)
+        if session is not None and dir in session.closed:
+            return None
+        conn = self._conns.get((key, dir))
+        if conn is not None and conn.reassembler.pending is not None:
+            return None
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        sio = protocol.decode_sio(text[1:])
+        if sio.error is not None or sio.attachments or sio.type == "connect_error":
+            return None
+        return new_record(t=t, kind="packet", dir=dir, transport=transport, http=http, raw=text, eio="message",
+                          sio=sio.type, nsp=sio.nsp, ack=sio.ack, event=sio.event, args=sio.args, sid=sid,
+                          client=client)
+
     def _session(self, sid: str | None) -> _Session | None:
         if sid is None:
             return None
@@ -518,6 +543,11 @@ class Tap:
         """A request's records: its packets (True), or one HTTP record that explains it (False)."""
         t, body, where = x.t, x.body, x.where
         if x.is_eio and x.method == "POST" and body:
+            rec = self._plain_record(body, "c2s", x.transport, x.req_http, x.sid, x.client, x.key, t) \
+                if b"\x1e" not in body else None
+            if rec is not None:
+                x.body_packets = 1
+                return [rec], True
             packets, perr = protocol.decode_payload(body)
             x.body_error, x.body_packets = perr, len(packets)
             if packets:
@@ -557,6 +587,10 @@ class Tap:
         plain = protocol.decompress(answer.body, rhead.get("Content-Encoding"))
         ctype = rhead.get("Content-Type") or ""
         if x.is_eio and status == 200 and x.method == "GET" and ctype.startswith(("text/plain", "application/octet")):
+            rec = self._plain_record(plain, "s2c", x.transport, resp_http, x.sid, x.client, x.key, t) \
+                if b"\x1e" not in plain else None
+            if rec is not None:
+                return [rec], True, plain
             packets, perr = protocol.decode_payload(plain)
             if packets:
                 return self._packet_records(packets, dir="s2c", http=resp_http, key=x.key, t=t, **where), True, plain
@@ -939,32 +973,15 @@ class _WebSocket:
             EXCHANGE_SERVER.reset(token)
 
     def _record_plain(self, dir: str, payload: bytes, t: float) -> bool:
-        """Record the usual message (a valid Socket.IO packet without attachments, in a session the tap
-        knows and nothing to say about it) straight from python-socketio's parse; False to leave it to
-        ``_decode``, which explains everything else. Same record either way (tests/test_relay.py)."""
-        if payload[:1] != b"4" or not payload[1:2].isdigit():
+        """Record the usual message through ``Tap._plain_record``; False to leave it to ``_decode``."""
+        state, tap = self.state, self.tap
+        session = tap._sessions.get(state["sid"]) if state["sid"] else None
+        if session is not None and session.max_payload is not None and len(payload) > session.max_payload:
+            return False  # _decode explains it
+        rec = tap._plain_record(payload, dir, "websocket", None, state["sid"], state["client"], self.key, t)
+        if rec is None:
             return False
-        tap, state = self.tap, self.state
-        sid = state["sid"]
-        if sid is None or tap.layer != "socket.io":
-            return False
-        session = tap._sessions.get(sid)
-        if session is not None and (dir in session.closed or session.max_payload is not None
-                                    and len(payload) > session.max_payload):
-            return False
-        conn = tap._conns.get((self.key, dir))
-        if conn is not None and conn.reassembler.pending is not None:
-            return False
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        sio = protocol.decode_sio(text[1:])
-        if sio.error is not None or sio.attachments or sio.type == "connect_error":
-            return False
-        tap.trace.append(new_record(t=t, kind="packet", dir=dir, transport="websocket", raw=text, eio="message",
-                                    sio=sio.type, nsp=sio.nsp, ack=sio.ack, event=sio.event, args=sio.args,
-                                    sid=sid, client=state["client"]))
+        tap.trace.append(rec)
         return True
 
     def _decode(self, dir: str, opcode: int, payload: bytes, gone: bool, paused: bool, t: float) -> list[Record]:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from siolab import relay, wire
+from siolab import protocol, relay, wire
 from siolab.tap import Tap, _WebSocket
 from siolab.trace import Trace
 
@@ -1259,3 +1259,20 @@ async def test_the_short_cut_is_not_taken_where_the_session_says_something():
     assert ws._record_plain("s2c", b'42["x"]', 1.0)
     assert not ws._record_plain("s2c", b'42["\xff"]', 1.0)  # not UTF-8
     assert len(trace) == 1
+
+
+@pytest.mark.parametrize("raw", PLAIN_CANDIDATES)
+async def test_the_usual_polling_packet_is_recorded_as_the_general_path_records_it(raw):
+    trace = Trace()
+    tap = Tap("http://127.0.0.1:1", trace, batch=True)
+    tap._session("abc")
+    http = {"method": "GET", "path": "/socket.io/?EIO=4&transport=polling&sid=abc", "status": 200}
+    payload = raw.encode("utf-8")
+    packets, _ = protocol.decode_payload(payload)
+    expected = tap._packet_records(packets, dir="s2c", transport="polling", http=http, sid="abc", client="alice",
+                                   key="abc", t=2.5)
+    fast = tap._plain_record(payload, "s2c", "polling", http, "abc", "alice", "abc", 2.5)
+    if fast is not None:
+        assert [fast] == expected and not (fast.error or fast.note)
+    elif raw in ('42["chat","hi"]', '431["x"]', "40"):
+        raise AssertionError(f"{raw} should take the short cut")
