@@ -12,27 +12,40 @@ from . import protocol
 from .trace import Record, Trace, record_to_json
 
 
-def _printer(out: IO[str], jsonl: IO[str] | None):
-    """A listener printing each record; output is flushed once per burst of records, not per line."""
-    pending = []
+class _Printer:
+    """A listener printing each record. Lines are written in one go per burst of records (the loop's next
+    turn), not one write per line: stdout is often unbuffered (PYTHONUNBUFFERED), and a write per record was
+    a large part of what tracing cost the CLI tap (benchmarks/)."""
 
-    def flush() -> None:
-        pending.clear()
-        out.flush()
-        if jsonl is not None:
-            jsonl.flush()
+    def __init__(self, out: IO[str], jsonl: IO[str] | None) -> None:
+        self.out, self.jsonl = out, jsonl
+        self.lines: list[str] = []
+        self.json_lines: list[str] = []
 
-    def on_record(record: Record) -> None:
-        out.write(str(record) + "\n")
-        if jsonl is not None:
-            jsonl.write(json.dumps(record_to_json(record), ensure_ascii=False, default=repr) + "\n")
-        if not pending:
-            pending.append(True)
+    def __call__(self, record: Record) -> None:
+        if not self.lines:
             try:
-                asyncio.get_running_loop().call_soon(flush)
+                asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
-                flush()
-    return on_record
+                pass  # no loop: flushed below
+        self.lines.append(str(record))
+        if self.jsonl is not None:
+            self.json_lines.append(json.dumps(record_to_json(record), ensure_ascii=False, default=repr))
+        if len(self.lines) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            text = "\n".join(self.lines) + "\n"
+            self.lines.clear()
+            self.out.write(text)
+        self.out.flush()
+        if self.jsonl is not None:
+            if self.json_lines:
+                text = "\n".join(self.json_lines) + "\n"
+                self.json_lines.clear()
+                self.jsonl.write(text)
+            self.jsonl.flush()
 
 
 async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
@@ -41,8 +54,9 @@ async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> 
     layer = "engine.io" if args.engineio else "socket.io"
     trace = Trace(limit=args.limit)
     jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None
-    trace.subscribe(_printer(out, jsonl))
-    tap = Tap(upstream, trace, host=args.host, port=args.listen or 0, layer=layer)
+    printer = _Printer(out, jsonl)
+    trace.subscribe(printer)
+    tap = Tap(upstream, trace, host=args.host, port=args.listen or 0, layer=layer, batch=True)
     await tap.start()
     out.write(f"siolab tap: listening on {tap.url} -> relaying to {upstream} (Ctrl-C to stop)\n")
     out.flush()
@@ -54,6 +68,7 @@ async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> 
         await stop.wait()
     finally:
         await tap.close()
+        printer.flush()
         if jsonl is not None:
             jsonl.close()
         out.write(f"siolab tap: stopped after {len(trace)} records\n")

@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from . import protocol, relay, wire
 from .faults import Fault, Faults
-from .trace import EXCHANGE_SERVER, Record, Trace, new_record
+from .trace import EXCHANGE_SERVER, FIELDS, Record, Trace, new_lazy_record, new_record
 
 log = logging.getLogger("siolab.tap")
 
@@ -144,9 +144,10 @@ class Tap:
         self.host, self.port = host, port
         self.layer = layer  # "socket.io" decodes messages as Socket.IO; "engine.io" stops at Engine.IO
         self.record = record  # False: relay only (no decoding, no packet records, no faults): a baseline
-        # How a WebSocket message nobody can change is read, once it is relayed: right away (a tap in its
-        # own process, which would otherwise wait for the server), or in batches (Trace.defer) when the
-        # server and clients share the tap's loop, as in the lab: there batches cost half the CPU.
+        # How traffic nobody can change is read, once it is relayed: right away, or in batches (Trace.defer),
+        # as the lab and the CLI do. Code run once per packet between the server's and the clients' work runs
+        # with cold caches; in batches it cost half the CPU in the lab and a quarter less in the CLI tap's own
+        # process (benchmarks/), for records that arrive at most SETTLE_AFTER (20 ms) later.
         self.batch = batch
         self.faults = Faults(self.trace)
         self.names: dict[str, str] = {}  # Engine.IO sid -> client name
@@ -270,10 +271,11 @@ class Tap:
 
     def _plain_record(self, payload: bytes, dir: str, transport: str, http: dict | None, sid: str | None,
                       client: str | None, key: Any, t: float) -> Record | None:
-        """The record of the usual packet (one valid Socket.IO packet without attachments, in a session the tap
-        knows, with nothing to explain) straight from python-socketio's parse; None to leave it to the general
-        path (``_packet_records``), which explains everything else. Same record either way
-        (tests/test_relay.py)."""
+        """The record of the usual packet (one Socket.IO packet without attachments, in a session the tap knows,
+        with nothing to explain about its session or framing); None to leave it to the general path
+        (``_packet_records``), which explains everything else. A CONNECT, DISCONNECT, EVENT or ACK is a
+        LazyRecord (its JSON is read when a field is); the others come straight from python-socketio's parse.
+        Same record either way (tests/test_relay.py)."""
         if payload[:1] != b"4" or not payload[1:2].isdigit() or sid is None or self.layer != "socket.io":
             return None
         session = self._sessions.get(sid)
@@ -286,6 +288,8 @@ class Tap:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             return None
+        if payload[1] < 0x34:  # CONNECT, DISCONNECT, EVENT, ACK: its JSON is read when a field is (LazyRecord)
+            return new_lazy_record(t=t, dir=dir, transport=transport, http=http, raw=text, sid=sid, client=client)
         sio = protocol.decode_sio(text[1:])
         if sio.error is not None or sio.attachments or sio.type == "connect_error":
             return None
@@ -547,6 +551,7 @@ class Tap:
                 if b"\x1e" not in body else None
             if rec is not None:
                 x.body_packets = 1
+                x.body_error = rec.error  # the answer's note says whether the server took something invalid
                 return [rec], True
             packets, perr = protocol.decode_payload(body)
             x.body_error, x.body_packets = perr, len(packets)
@@ -963,14 +968,17 @@ class _WebSocket:
         lane.send(raw, due, (lambda: faults.gate(client)) if paused else None)
 
     def _record_message(self, dir: str, opcode: int, payload: bytes, gone: bool, t: float) -> None:
-        token = EXCHANGE_SERVER.set(self.server)
-        try:
-            if opcode == 1 and not gone and self._record_plain(dir, payload, t):
-                return
-            for rec in self._decode(dir, opcode, payload, gone, False, t):
-                self.tap.trace.append(rec)
-        finally:
-            EXCHANGE_SERVER.reset(token)
+        if EXCHANGE_SERVER.get() is not self.server:  # (_frame_later set it already for its whole chunk)
+            token = EXCHANGE_SERVER.set(self.server)
+            try:
+                self._record_message(dir, opcode, payload, gone, t)
+            finally:
+                EXCHANGE_SERVER.reset(token)
+            return
+        if opcode == 1 and not gone and self._record_plain(dir, payload, t):
+            return
+        for rec in self._decode(dir, opcode, payload, gone, False, t):
+            self.tap.trace.append(rec)
 
     def _record_plain(self, dir: str, payload: bytes, t: float) -> bool:
         """Record the usual message through ``Tap._plain_record``; False to leave it to ``_decode``."""
@@ -1127,7 +1135,7 @@ def _keep_alive(req: wire.Request, resp: wire.Response, answer: relay.Message, u
 
 
 def _fields(rec: Record) -> dict:
-    return {name: getattr(rec, name) for name in rec.__slots__}
+    return {name: getattr(rec, name) for name in FIELDS}
 
 
 _HELD = "held by the tap: relaying is paused (pause()); it goes on at resume()"

@@ -105,7 +105,9 @@ class Record:
                 f"{(self.transport or '-'):<9} {method:<8} {raw:<50} {self.meaning}")
         if self.error:
             line += f"  !! {self.error}"
-        return line.rstrip().translate(_CONTROL)  # wire text must not drive the terminal (ANSI escapes)
+        line = line.rstrip()
+        # wire text must not drive the terminal (ANSI escapes); printable text has no control characters
+        return line if line.isprintable() else line.translate(_CONTROL)
 
     def to_json(self) -> dict:
         """The JSON Lines object for this record (stable keys; binary raw is base64)."""
@@ -113,6 +115,103 @@ class Record:
 
 
 new_record = constructor(Record)  # Record(**values), faster: the tap makes one or more per packet
+FIELDS = tuple(f.name for f in fields(Record))
+
+# The fields of a Socket.IO packet's record that come from its JSON (see LazyRecord).
+LAZY_FIELDS = ("sio", "nsp", "ack", "event", "args", "error")
+_SLOT = {name: Record.__dict__[name] for name in LAZY_FIELDS}  # Record's own slots, under the properties
+
+
+class LazyRecord(Record):
+    """The record of a CONNECT, DISCONNECT, EVENT or ACK packet whose Socket.IO fields (``LAZY_FIELDS``) are
+    decoded from ``raw`` when one of them is first read, like a protocol analyser that dissects a packet when
+    it is shown. While traffic flows, the tap only frames and stores it (a third of what decoding costs); a
+    view, a filter, a waiter or an export reads the fields and gets exactly what decoding at once would have
+    given (tests/test_relay.py compares them field for field). It is a Record: equal to, hashing like, and
+    printing like the Record with the same fields.
+    """
+
+    __slots__ = ("_pending",)  # True until the fields are decoded
+
+    def _decode_now(self) -> None:
+        object.__setattr__(self, "_pending", False)
+        try:
+            sio = protocol.decode_sio(self.raw[1:])
+            values = (sio.type, sio.nsp, sio.ack, sio.event, sio.args, sio.error)
+        except Exception as exc:  # nothing traced is lost silently, and reading a record never raises
+            values = (None, None, None, None, None, f"siolab could not decode this packet: {exc!r}")
+        for name, value in zip(LAZY_FIELDS, values):
+            _SLOT[name].__set__(self, value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in FIELDS)
+
+    __hash__ = Record.__hash__
+
+    def __repr__(self) -> str:
+        return "Record(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS) + ")"
+
+    def __reduce__(self):  # a copy or a pickle is a plain Record with the decoded fields
+        return (_rebuild, (tuple(getattr(self, name) for name in FIELDS),))
+
+
+def _rebuild(values: tuple) -> Record:
+    return new_record(**dict(zip(FIELDS, values)))
+
+
+def _lazy_property(name: str) -> property:
+    slot = _SLOT[name]
+
+    def get(self: LazyRecord) -> Any:
+        try:
+            pending = self._pending
+        except AttributeError:  # made by Record's __init__ (dataclasses.replace): every field was given
+            pending = False
+        if pending:
+            self._decode_now()
+        return slot.__get__(self)
+
+    def set_(self: LazyRecord, value: Any) -> None:  # Record's __init__ (dataclasses.replace) sets each field
+        slot.__set__(self, value)
+        object.__setattr__(self, "_pending", False)
+    return property(get, set_, doc=f"{name} (decoded from raw when first read)")
+
+
+for _name in LAZY_FIELDS:
+    setattr(LazyRecord, _name, _lazy_property(_name))
+del _name
+
+
+class _LazyRecordBuilder(Record):
+    """Same layout as LazyRecord, without the properties and the frozen __setattr__: plain stores, then the
+    object becomes a LazyRecord (as frozen.constructor does for Record)."""
+
+    __slots__ = ("_pending",)
+    __setattr__ = object.__setattr__
+
+
+def new_lazy_record(*, t: float, dir: str, transport: str | None, http: dict | None, raw: str, sid: str | None,
+                    client: str | None) -> LazyRecord:
+    """The record of a Socket.IO CONNECT/DISCONNECT/EVENT/ACK ``raw`` (``'4' + packet``), decoded when read."""
+    o = object.__new__(_LazyRecordBuilder)
+    o.t = t
+    o.kind = "packet"
+    o.dir = dir
+    o.transport = transport
+    o.http = http
+    o.raw = raw
+    o.binary = False
+    o.eio = "message"
+    o.attachments = 0
+    o.sid = sid
+    o.client = client
+    o.note = None
+    o.server = EXCHANGE_SERVER.get()
+    o._pending = True  # sio, nsp, ack, event, args and error are set when first read
+    o.__class__ = LazyRecord
+    return o
 
 
 # Control characters (but newline and tab) shown as \xNN: the record separator, and escapes a hostile
@@ -121,7 +220,8 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0b, 0x20), 0
 
 
 def _shorten(text: str, limit: int) -> str:
-    text = text.translate(_CONTROL)
+    if not text.isprintable():
+        text = text.translate(_CONTROL)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -174,11 +274,12 @@ class Trace:
         if self.limit is not None and len(self._store) == self.limit:
             self.dropped += 1
         self._store.append(record)
-        for listener in tuple(self._listeners):
-            try:
-                listener(record)
-            except Exception:  # a broken view must not break the tap
-                self.listener_errors += 1
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(record)
+                except Exception:  # a broken view must not break the tap
+                    self.listener_errors += 1
         if self._waiters:
             self._wake(record)
         return record

@@ -60,7 +60,7 @@ async def test_trace_command_relays_flushes_and_stops_on_sigterm(tmp_path):
         await client.connect(url, socketio_path="custom", wait_timeout=5)
         assert await client.call("echo", "hi", timeout=5) == "hi"
         await client.disconnect()
-        # lines arrive while the tap runs (flushed per record)
+        # lines arrive while the tap runs (written per burst of records)
         seen = ""
         while '43' not in seen:
             seen += (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
@@ -79,3 +79,33 @@ async def test_trace_command_relays_flushes_and_stops_on_sigterm(tmp_path):
             await proc.wait()
         await sio.shutdown()
         await runner.cleanup()
+
+
+async def test_the_printer_writes_each_burst_of_records_once_in_order():
+    import io
+
+    from siolab.cli import _Printer
+    from siolab.trace import Record
+
+    class Out(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            Out.writes += 1
+            return super().write(text)
+    out, jsonl = Out(), io.StringIO()
+    printer = _Printer(out, jsonl)
+    records = [Record(t=i, dir="c2s", transport="websocket", raw=f'42["n",{i}]', eio="message", sio="event",
+                      event="n", args=[i]) for i in range(5)]
+    for r in records:
+        printer(r)
+    assert out.getvalue() == ""  # not yet: the burst is written on the loop's next turn
+    await asyncio.sleep(0)
+    assert out.getvalue() == "".join(str(r) + "\n" for r in records) and Out.writes == 1
+    assert [json.loads(line)["args"] for line in jsonl.getvalue().splitlines()] == [[i] for i in range(5)]
+    printer(records[0])
+    printer.flush()  # what the command does when it stops
+    assert out.getvalue().endswith(str(records[0]) + "\n") and Out.writes == 2
+    for i in range(300):  # a long burst is written in pieces, not held
+        printer(records[i % 5])
+    assert Out.writes == 3 and len(printer.lines) == 300 - 256

@@ -163,3 +163,73 @@ async def test_deferred_bytes_are_bounded():
     assert seen == [] and trace._backlog_bytes == half
     trace.defer(produce, 1, trace.now(), size=half)
     assert seen == [0, 1] and not trace._backlog and trace._backlog_bytes == 0
+
+
+# ------------------------------------------------------------ LazyRecord: decoded when a field is first read
+
+def lazy(raw: str, **kw):
+    from siolab.trace import new_lazy_record
+    values = dict(t=1.5, dir="c2s", transport="websocket", http=None, raw=raw, sid="abc", client="alice")
+    return new_lazy_record(**{**values, **kw})
+
+
+def decoded(raw: str) -> Record:
+    """The Record the tap's general path makes for ``raw``, built by hand from the library's parse."""
+    from siolab import protocol
+    sio = protocol.decode_sio(raw[1:])
+    return Record(t=1.5, kind="packet", dir="c2s", transport="websocket", raw=raw, eio="message", sio=sio.type,
+                  nsp=sio.nsp, ack=sio.ack, event=sio.event, args=sio.args, error=sio.error, sid="abc",
+                  client="alice")
+
+
+@pytest.mark.parametrize("raw", ['421["echo",{"a":[1]}]', '431["x"]', "40", "41", '42/admin,["x"]', '42["x"]junk',
+                                 '42["connect"]', "42{", '43"not a list"'])
+def test_a_lazy_record_is_the_record_decoding_would_have_made(raw):
+    from siolab.trace import FIELDS, LazyRecord
+    want = decoded(raw)
+    got = lazy(raw)
+    assert isinstance(got, LazyRecord) and isinstance(got, Record)
+    assert got._pending
+    assert got.raw == raw and got.kind == "packet" and got.eio == "message"  # stored fields: no decoding yet
+    assert got._pending
+    assert got.meaning == want.meaning and not got._pending  # a derived field decodes it
+    assert [getattr(got, n) for n in FIELDS] == [getattr(want, n) for n in FIELDS]
+    assert got == want and want == got and not got != want
+    assert repr(got) == repr(want) and str(got) == str(want) and got.to_json() == want.to_json()
+    assert got != decoded('42["other"]')
+
+
+def test_a_lazy_record_copies_pickles_and_replaces_as_a_record():
+    import copy
+    import pickle
+
+    from siolab.trace import replace
+    got = lazy('421["echo","x"]')
+    for other in (copy.copy(got), copy.deepcopy(got), pickle.loads(pickle.dumps(got))):
+        assert other == got and type(other) is Record and other.event == "echo"
+    changed = replace(lazy('421["echo","x"]'), note="held")
+    assert changed.note == "held" and changed.event == "echo" and changed.args == ["x"] and changed.ack == 1
+    with pytest.raises(Exception):
+        got.event = "other"  # frozen, like any Record
+    hashable = lazy("40", http=None)
+    assert hash(hashable) == hash(decoded("40"))
+
+
+def test_a_lazy_record_that_cannot_be_decoded_says_so_instead_of_raising(monkeypatch):
+    from siolab import protocol
+
+    def broken(text):
+        raise RuntimeError("boom")
+    got = lazy('42["x"]')
+    monkeypatch.setattr(protocol, "decode_sio", broken)
+    assert got.sio is None and "could not decode" in got.error and "boom" in got.error
+
+
+def test_filters_waiters_and_exports_read_lazy_records():
+    trace = Trace()
+    trace.append(lazy('42["chat","hi"]'))
+    trace.append(lazy('42["x"]junk'))
+    assert trace.first(event="chat").args == ["hi"]
+    assert trace.first(where=lambda r: r.error is not None).raw == '42["x"]junk'
+    lines = [json.loads(line) for line in trace.to_jsonl().splitlines()]
+    assert lines[0]["event"] == "chat" and lines[1]["error"].startswith("cannot decode EVENT")
