@@ -56,7 +56,7 @@ async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> 
     jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None
     printer = _Printer(out, jsonl)
     trace.subscribe(printer)
-    tap = Tap(upstream, trace, host=args.host, port=args.listen or 0, layer=layer, batch=True)
+    tap = Tap(upstream, trace, host=args.host, port=args.listen or 0, layer=layer)
     await tap.start()
     out.write(f"siolab tap: listening on {tap.url} -> relaying to {upstream} (Ctrl-C to stop)\n")
     out.flush()

@@ -144,10 +144,11 @@ class Tap:
         self.host, self.port = host, port
         self.layer = layer  # "socket.io" decodes messages as Socket.IO; "engine.io" stops at Engine.IO
         self.record = record  # False: relay only (no decoding, no packet records, no faults): a baseline
-        # How traffic nobody can change is read, once it is relayed: right away, or in batches (Trace.defer),
-        # as the lab and the CLI do. Code run once per packet between the server's and the clients' work runs
-        # with cold caches; in batches it cost half the CPU in the lab and a quarter less in the CLI tap's own
-        # process (benchmarks/), for records that arrive at most SETTLE_AFTER (20 ms) later.
+        # How traffic nobody can change is read, once it is relayed: right away, or in batches (Trace.defer).
+        # Right away suits a tap in its own process (the CLI): it reads while the server works on what it just
+        # relayed, and batches there cost 5-10% more round trips (a batch holds up every client at once). In
+        # the lab, server, clients and tap share one loop, so nothing overlaps; batches run with warm caches
+        # and cost half the CPU there. Batched records arrive at most SETTLE_AFTER (20 ms) later.
         self.batch = batch
         self.faults = Faults(self.trace)
         self.names: dict[str, str] = {}  # Engine.IO sid -> client name
