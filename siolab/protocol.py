@@ -44,7 +44,19 @@ def _eio_packet():
 @functools.cache
 def _sio_packet():
     from socketio import packet
-    return _with_fast_json(packet)
+    module = _with_fast_json(packet)
+    Packet = module.Packet
+
+    def parse(encoded: str) -> Any:
+        """``Packet(encoded_packet=encoded)``: the library's ``decode``, without the constructor's look for
+        binary data that is not there yet (a quarter of the cost; tests/test_protocol.py checks the result)."""
+        pkt = Packet.__new__(Packet)
+        pkt.packet_type, pkt.data, pkt.namespace, pkt.id, pkt.attachments = packet.EVENT, None, None, None, []
+        pkt.attachment_count = 0
+        pkt.attachment_count = pkt.decode(encoded) or 0
+        return pkt
+    module.parse = staticmethod(parse)
+    return module
 
 
 def _with_fast_json(module):
@@ -293,7 +305,7 @@ def decode_sio(text: Any) -> SioPacket:
         return SioPacket(raw=text, error=f"unknown Socket.IO packet type {text[0]!r}: expected a digit 0-6")
     name = SIO_TYPES[int(text[0])]
     try:
-        pkt = _sio_packet().Packet(encoded_packet=text)
+        pkt = _sio_packet().parse(text)
     except (ValueError, json.JSONDecodeError) as exc:
         return SioPacket(raw=text, type=name, error=f"cannot decode {name.upper()}: {exc}")
     except Exception as exc:  # any other refusal by the library's parser

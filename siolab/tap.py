@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from . import protocol, relay, wire
 from .faults import Fault, Faults
-from .trace import EXCHANGE_SERVER, FIELDS, Record, Trace, new_lazy_record, new_record
+from .trace import EXCHANGE_SERVER, FIELDS, Record, Trace, new_lazy, new_lazy_record, new_record
 
 log = logging.getLogger("siolab.tap")
 
@@ -100,7 +100,7 @@ class _Exchange:
 
     __slots__ = ("tap", "t", "request", "client", "sid", "query", "is_eio", "transport", "method", "body",
                  "req_http", "where", "key", "session", "long_poll", "overlap", "body_error", "body_packets",
-                 "server", "recorded")
+                 "body_record", "server", "recorded")
 
     def __init__(self, tap: "Tap", msg: relay.Message, request: Request, sid: str | None) -> None:
         self.tap = tap
@@ -122,6 +122,7 @@ class _Exchange:
         self.overlap = self.long_poll and self.session.polls > 0
         self.body_error: str | None = None
         self.body_packets = 0
+        self.body_record: Record | None = None  # the usual POST's one packet, its error not known yet (LazyRecord)
         self.server: str | None = None
         self.recorded = False
 
@@ -552,7 +553,7 @@ class Tap:
                 if b"\x1e" not in body else None
             if rec is not None:
                 x.body_packets = 1
-                x.body_error = rec.error  # the answer's note says whether the server took something invalid
+                x.body_record = rec  # whether it is valid is known when it is read (the answer's note says)
                 return [rec], True
             packets, perr = protocol.decode_payload(body)
             x.body_error, x.body_packets = perr, len(packets)
@@ -616,16 +617,12 @@ class Tap:
                           f"the server announced in its open packet (python-engineio answers 400 and closes "
                           f"the session; the Node.js server answers 413)")
         elif x.is_eio and status == 200 and x.method == "POST":
-            note = "the server accepted the POST"
-            if x.body_error:
-                note = ("the server answered OK, but this POST carried something invalid (see the error "
-                        "above): OK only means the body was received. python-engineio/python-socketio log "
-                        "the error and carry on; the Node.js server answers 400 or closes the session")
-            if x.body_packets > PYTHON_MAX_DECODE_PACKETS:
-                note = (f"the server answered OK, but this body carried {x.body_packets} packets: a "
-                        f"python-engineio server refuses more than {PYTHON_MAX_DECODE_PACKETS} in one body "
-                        f"(Payload.max_decode_packets), logs 'Too many packets in payload' and drops them all "
-                        f"while answering OK (the Node.js server takes them)")
+            packet = x.body_record
+            if packet is not None and not held:  # the note waits until somebody reads it (LazyRecord)
+                return [new_lazy(lambda _: {"note": _post_ok_note(packet.error, 1)}, t=t, kind="http", dir="s2c",
+                                 http=resp_http, raw=text, sio=None, nsp=None, ack=None, event=None, args=None,
+                                 error=None, **where)], False, plain
+            note = _post_ok_note(x.body_error or (packet.error if packet is not None else None), x.body_packets)
         elif x.is_eio:
             error = f"not an Engine.IO response: HTTP {status} {ctype or 'without a Content-Type'}"
         elif not x.is_eio and status >= 400:
@@ -1148,6 +1145,20 @@ def _held(rec: Record) -> Record:
 
 def _with_error(rec: Record, error: str) -> Record:
     return Record(**{**_fields(rec), "error": f"{rec.error}; {error}" if rec.error else error})
+
+
+def _post_ok_note(body_error: str | None, packets: int) -> str:
+    """What a server's OK to a POST means, given what the POST carried."""
+    if packets > PYTHON_MAX_DECODE_PACKETS:
+        return (f"the server answered OK, but this body carried {packets} packets: a python-engineio server "
+                f"refuses more than {PYTHON_MAX_DECODE_PACKETS} in one body (Payload.max_decode_packets), logs "
+                f"'Too many packets in payload' and drops them all while answering OK (the Node.js server takes "
+                f"them)")
+    if body_error:
+        return ("the server answered OK, but this POST carried something invalid (see the error above): OK only "
+                "means the body was received. python-engineio/python-socketio log the error and carry on; the "
+                "Node.js server answers 400 or closes the session")
+    return "the server accepted the POST"
 
 
 def _connect_error_note(sio: protocol.SioPacket) -> str:

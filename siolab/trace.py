@@ -15,7 +15,7 @@ import os
 import time
 from collections import deque
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from . import protocol
@@ -117,31 +117,17 @@ class Record:
 new_record = constructor(Record)  # Record(**values), faster: the tap makes one or more per packet
 FIELDS = tuple(f.name for f in fields(Record))
 
-# The fields of a Socket.IO packet's record that come from its JSON (see LazyRecord).
-LAZY_FIELDS = ("sio", "nsp", "ack", "event", "args", "error")
+# The fields a LazyRecord may work out when first read: a Socket.IO packet's fields come from its JSON, and an
+# answer's note may depend on whether the packet it answers was valid.
+LAZY_FIELDS = ("sio", "nsp", "ack", "event", "args", "error", "note")
 _SLOT = {name: Record.__dict__[name] for name in LAZY_FIELDS}  # Record's own slots, under the properties
 
 
-class LazyRecord(Record):
-    """The record of a CONNECT, DISCONNECT, EVENT or ACK packet whose Socket.IO fields (``LAZY_FIELDS``) are
-    decoded from ``raw`` when one of them is first read, like a protocol analyser that dissects a packet when
-    it is shown. While traffic flows, the tap only frames and stores it (a third of what decoding costs); a
-    view, a filter, a waiter or an export reads the fields and gets exactly what decoding at once would have
-    given (tests/test_relay.py compares them field for field). It is a Record: equal to, hashing like, and
-    printing like the Record with the same fields.
-    """
+class _Worked(Record):
+    """What LazyRecord and the record it becomes once its fields are known share: both are Records, equal to,
+    hashing like, printing like and copied as the Record with the same fields."""
 
-    __slots__ = ("_pending",)  # True until the fields are decoded
-
-    def _decode_now(self) -> None:
-        object.__setattr__(self, "_pending", False)
-        try:
-            sio = protocol.decode_sio(self.raw[1:])
-            values = (sio.type, sio.nsp, sio.ack, sio.event, sio.args, sio.error)
-        except Exception as exc:  # nothing traced is lost silently, and reading a record never raises
-            values = (None, None, None, None, None, f"siolab could not decode this packet: {exc!r}")
-        for name, value in zip(LAZY_FIELDS, values):
-            _SLOT[name].__set__(self, value)
+    __slots__ = ()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
@@ -153,8 +139,55 @@ class LazyRecord(Record):
     def __repr__(self) -> str:
         return "Record(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS) + ")"
 
-    def __reduce__(self):  # a copy or a pickle is a plain Record with the decoded fields
+    def __reduce__(self):  # a copy or a pickle is a plain Record with the worked-out fields
         return (_rebuild, (tuple(getattr(self, name) for name in FIELDS),))
+
+
+class LazyRecord(_Worked):
+    """A record some of whose fields are worked out when one of ``LAZY_FIELDS`` is first read, like a protocol
+    analyser that dissects a packet when it is shown. The tap makes one for each CONNECT, DISCONNECT, EVENT or
+    ACK packet (decoded from ``raw``) and for the server's OK to a POST of one (whose note says whether that
+    packet was valid). While traffic flows the tap only frames and stores them: decoding between two packets,
+    with cold caches, was most of what tracing cost. A view, a filter, a waiter, the CLI or an export reads
+    the fields and gets exactly what decoding at once would have given (tests/test_relay.py compares them
+    field for field). Once worked out, the record is an ordinary one (``_Known``): its fields read as fast.
+    """
+
+    __slots__ = ("_pending",)  # a function giving {field: value} for the fields not set yet
+
+    def _resolve(self) -> None:
+        produce = self._pending
+        if produce is _decode_packet:  # the usual one, without a dict
+            try:
+                sio = protocol.decode_sio(self.raw[1:])
+                values = (sio.type, sio.nsp, sio.ack, sio.event, sio.args, sio.error)
+            except Exception as exc:  # nothing traced is lost silently, and reading a record never raises
+                values = (None, None, None, None, None, f"siolab could not decode this record: {exc!r}")
+            _SET_SIO(self, values[0])
+            _SET_NSP(self, values[1])
+            _SET_ACK(self, values[2])
+            _SET_EVENT(self, values[3])
+            _SET_ARGS(self, values[4])
+            _SET_ERROR(self, values[5])
+        else:
+            try:
+                for name, value in produce(self).items():
+                    _SLOT[name].__set__(self, value)
+            except Exception as exc:
+                _SET_ERROR(self, f"siolab could not decode this record: {exc!r}")
+            for slot in _SLOT.values():
+                try:
+                    slot.__get__(self)
+                except AttributeError:  # not set when made, nor by a decoding that failed
+                    slot.__set__(self, None)
+        object.__setattr__(self, "__class__", _Known)
+
+
+class _Known(_Worked):
+    """A LazyRecord whose fields are known: a Record with the same layout (``_pending`` unused) and no
+    properties in the way."""
+
+    __slots__ = ("_pending",)
 
 
 def _rebuild(values: tuple) -> Record:
@@ -166,51 +199,75 @@ def _lazy_property(name: str) -> property:
 
     def get(self: LazyRecord) -> Any:
         try:
-            pending = self._pending
-        except AttributeError:  # made by Record's __init__ (dataclasses.replace): every field was given
-            pending = False
-        if pending:
-            self._decode_now()
+            self._pending
+        except AttributeError:  # made by Record's __init__ (LazyRecord(...)): every field was given
+            return slot.__get__(self)
+        self._resolve()
         return slot.__get__(self)
 
-    def set_(self: LazyRecord, value: Any) -> None:  # Record's __init__ (dataclasses.replace) sets each field
+    def set_(self: LazyRecord, value: Any) -> None:  # Record's __init__ sets each field
         slot.__set__(self, value)
-        object.__setattr__(self, "_pending", False)
-    return property(get, set_, doc=f"{name} (decoded from raw when first read)")
+    return property(get, set_, doc=f"{name} (worked out when first read)")
 
 
 for _name in LAZY_FIELDS:
     setattr(LazyRecord, _name, _lazy_property(_name))
 del _name
+_SET_SIO, _SET_NSP, _SET_ACK, _SET_EVENT, _SET_ARGS, _SET_ERROR = (_SLOT[n].__set__ for n in LAZY_FIELDS[:6])
 
 
-class _LazyRecordBuilder(Record):
-    """Same layout as LazyRecord, without the properties and the frozen __setattr__: plain stores, then the
-    object becomes a LazyRecord (as frozen.constructor does for Record)."""
+def _decode_packet(record: Record) -> dict:
+    """The fields of a Socket.IO packet's record ('4' + packet in ``raw``) that come from its JSON."""
+    sio = protocol.decode_sio(record.raw[1:])
+    return {"sio": sio.type, "nsp": sio.nsp, "ack": sio.ack, "event": sio.event, "args": sio.args,
+            "error": sio.error}
 
-    __slots__ = ("_pending",)
-    __setattr__ = object.__setattr__
+
+# Record's slots and LazyRecord's own, set directly: a frozen Record refuses attribute stores, and going
+# through object.__setattr__ for each field took twice as long (the tap makes one per packet).
+(_SET_T, _SET_KIND, _SET_DIR, _SET_TRANSPORT, _SET_HTTP, _SET_RAW, _SET_BINARY, _SET_EIO, _SET_ATTACHMENTS, _SET_SID,
+ _SET_CLIENT, _SET_NOTE, _SET_SERVER) = (Record.__dict__[n].__set__ for n in (
+    "t", "kind", "dir", "transport", "http", "raw", "binary", "eio", "attachments", "sid", "client", "note", "server"))
+_SET_PENDING = LazyRecord.__dict__["_pending"].__set__
+_new = object.__new__
+_server_now = EXCHANGE_SERVER.get
 
 
 def new_lazy_record(*, t: float, dir: str, transport: str | None, http: dict | None, raw: str, sid: str | None,
                     client: str | None) -> LazyRecord:
     """The record of a Socket.IO CONNECT/DISCONNECT/EVENT/ACK ``raw`` (``'4' + packet``), decoded when read."""
-    o = object.__new__(_LazyRecordBuilder)
-    o.t = t
-    o.kind = "packet"
-    o.dir = dir
-    o.transport = transport
-    o.http = http
-    o.raw = raw
-    o.binary = False
-    o.eio = "message"
-    o.attachments = 0
-    o.sid = sid
-    o.client = client
-    o.note = None
-    o.server = EXCHANGE_SERVER.get()
-    o._pending = True  # sio, nsp, ack, event, args and error are set when first read
-    o.__class__ = LazyRecord
+    o = _new(LazyRecord)
+    _SET_T(o, t)
+    _SET_KIND(o, "packet")
+    _SET_DIR(o, dir)
+    _SET_TRANSPORT(o, transport)
+    _SET_HTTP(o, http)
+    _SET_RAW(o, raw)
+    _SET_BINARY(o, False)
+    _SET_EIO(o, "message")
+    _SET_ATTACHMENTS(o, 0)
+    _SET_SID(o, sid)
+    _SET_CLIENT(o, client)
+    _SET_NOTE(o, None)
+    _SET_SERVER(o, _server_now())
+    _SET_PENDING(o, _decode_packet)  # sio, nsp, ack, event, args and error are set when first read
+    return o
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Record) if f.default is not MISSING}
+
+
+def new_lazy(produce: Callable[[Record], dict], **values: Any) -> LazyRecord:
+    """A record with ``values`` (and Record's defaults); the fields of ``LAZY_FIELDS`` not among them come from
+    ``produce(record)`` when one is first read."""
+    o = _new(LazyRecord)
+    for name, value in _DEFAULTS.items():
+        if name not in LAZY_FIELDS:
+            Record.__dict__[name].__set__(o, value)
+    _SET_SERVER(o, _server_now())
+    for name, value in values.items():
+        Record.__dict__[name].__set__(o, value)
+    _SET_PENDING(o, produce)
     return o
 
 

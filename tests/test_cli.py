@@ -81,7 +81,7 @@ async def test_trace_command_relays_flushes_and_stops_on_sigterm(tmp_path):
         await runner.cleanup()
 
 
-async def test_the_printer_writes_each_burst_of_records_once_in_order():
+async def test_the_printer_writes_its_records_in_one_go_in_order():
     import io
 
     from siolab.cli import _Printer
@@ -94,18 +94,22 @@ async def test_the_printer_writes_each_burst_of_records_once_in_order():
             Out.writes += 1
             return super().write(text)
     out, jsonl = Out(), io.StringIO()
-    printer = _Printer(out, jsonl)
+    printer = _Printer(out, jsonl, after=0.05, most=100)
     records = [Record(t=i, dir="c2s", transport="websocket", raw=f'42["n",{i}]', eio="message", sio="event",
                       event="n", args=[i]) for i in range(5)]
     for r in records:
         printer(r)
-    assert out.getvalue() == ""  # not yet: the burst is written on the loop's next turn
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    assert out.getvalue() == ""  # not yet: records are printed together, at most `after` later
+    await asyncio.sleep(0.1)
     assert out.getvalue() == "".join(str(r) + "\n" for r in records) and Out.writes == 1
     assert [json.loads(line)["args"] for line in jsonl.getvalue().splitlines()] == [[i] for i in range(5)]
     printer(records[0])
     printer.flush()  # what the command does when it stops
     assert out.getvalue().endswith(str(records[0]) + "\n") and Out.writes == 2
-    for i in range(300):  # a long burst is written in pieces, not held
+    for i in range(150):  # a long burst is written in pieces, not held
         printer(records[i % 5])
-    assert Out.writes == 3 and len(printer.lines) == 300 - 256
+    assert Out.writes == 3 and len(printer.records) == 50
+    printer.flush()
+    await asyncio.sleep(0.1)
+    assert Out.writes == 4 and out.getvalue().count("\n") == 5 + 1 + 150  # nothing twice, nothing lost

@@ -157,6 +157,24 @@ async def test_invalid_json_after_42_is_explained_and_the_servers_error_has_a_tr
     await lab.chatter.check()
 
 
+async def test_the_ok_to_a_post_says_whether_its_packet_was_valid_when_read(hostile):
+    """The usual POST's packet and the server's OK are recorded without decoding (LazyRecord); reading the OK's
+    note decodes the packet, and says what decoding at once would have said."""
+    from siolab.trace import LazyRecord, Record, replace
+    lab = hostile
+    sid = await connected_session(lab)
+    for body, valid in (('42["echo","fine"]', True), ('42["echo"]junk', False), ('41', True)):
+        mark = lab.trace.now()
+        assert (await post(lab, sid, body))[0] == 200
+        sent = lab.trace.since(mark).expect(client="evil", raw=body)
+        reply = reply_to(lab, "POST", sid, mark)
+        assert isinstance(sent, LazyRecord) and isinstance(reply, LazyRecord)
+        assert ("accepted the POST" in reply.note) == valid and ("carried something invalid" in reply.note) != valid
+        assert (sent.error is None) == valid
+        assert reply == Record(**{k: getattr(reply, k) for k in reply.to_json()}) == replace(reply)
+    await lab.chatter.check()
+
+
 # ------------------------------------------------------------ sessions and handshakes
 
 

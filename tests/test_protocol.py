@@ -222,3 +222,24 @@ def test_socketio_messages_skip_the_engineio_parser_with_the_same_result(raw):
     assert EIO_TYPES[library.packet_type] == pkt.type == "message"
     assert library.data == pkt.data == raw[1:] and not library.binary and not pkt.binary
     assert pkt.error is None and pkt.raw == raw
+
+
+@pytest.mark.parametrize("text", ['2["chat","hi"]', "0", '0{"token":"x"}', '34["x"]', "1", '51-["b",{"_placeholder":true,"num":0}]',
+                                  '2/admin,1["x"]', '2/admin?x=1,["y"]', "2" + "9" * 120, '2["x"]junk', "2[", '12-["x"]',
+                                  "4\"nope\"", '2' + '1' * 101 + '["x"]', '3' + '[' * 300 + ']' * 300, "5" + "9" * 12 + "-[]"])
+def test_the_socketio_parse_short_cut_is_the_library_constructor(text):
+    """protocol's parse skips Packet's constructor (its look for binary data in data that is not there yet) and
+    calls the library's decode: every attribute, or the exception, must be the constructor's."""
+    from siolab.protocol import _sio_packet
+
+    def outcome(make):
+        try:
+            pkt = make()
+        except Exception as exc:
+            return ("raised", type(exc), str(exc))
+        return {k: getattr(pkt, k) for k in ("packet_type", "data", "namespace", "id", "attachments",
+                                              "attachment_count")}
+    module = _sio_packet()
+    assert outcome(lambda: module.parse(text)) == outcome(lambda: module.Packet(encoded_packet=text))
+    assert outcome(lambda: module.parse(text)) == outcome(lambda: sio_packet.Packet(encoded_packet=text)) or \
+        "raised" in outcome(lambda: module.parse(text))  # the library's own json: the same data, other messages
