@@ -1,6 +1,6 @@
 """siolab's benchmark: what tracing costs, how the trace store and views scale, how fast the lessons run.
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--only tap,store,view,lessons]
+    .venv/bin/python benchmarks/bench.py [--quick] [--only tap,store,view,lessons] [--transports websocket,polling]
 
 Every ratio is measured side by side in one run: configurations alternate within each repeat (in a
 rotated order from one repeat to the next), and a verdict takes the median over the repeats of the ratio
@@ -75,7 +75,7 @@ async def wait_port(port: int) -> None:
 
 async def round_trips(url: str, transports: list[str], seconds: float) -> tuple[float, list[float]]:
     """One client calling an echo event back to back: (round trips per second, latencies in s)."""
-    client = socketio.AsyncClient()
+    client = new_client()
     await client.connect(url, transports=transports, wait_timeout=10)
     loop = asyncio.get_running_loop()
     for _ in range(20):  # warm up
@@ -88,12 +88,13 @@ async def round_trips(url: str, transports: list[str], seconds: float) -> tuple[
         latencies.append(loop.time() - t)
     elapsed = loop.time() - start
     await disconnect(client)
+    await close_sessions()
     return len(latencies) / elapsed, latencies
 
 
 async def one_way(url: str, transports: list[str], clients: int, per_client: int) -> float:
     """``clients`` clients emitting ``per_client`` events each, as fast as they can: events per second."""
-    cs = [socketio.AsyncClient() for _ in range(clients)]
+    cs = [new_client() for _ in range(clients)]
     await asyncio.gather(*(c.connect(url, transports=transports, wait_timeout=10) for c in cs))
     base = await cs[0].call("count", timeout=10)
     loop = asyncio.get_running_loop()
@@ -111,17 +112,47 @@ async def one_way(url: str, transports: list[str], clients: int, per_client: int
         await asyncio.sleep(0.005)
     elapsed = loop.time() - start
     await asyncio.gather(*(disconnect(c) for c in cs))
+    await close_sessions()
     return clients * per_client / elapsed
 
 
 async def disconnect(client: socketio.AsyncClient) -> None:
+    """Ask the server to end the session ("bye": it disconnects the client at once), then close. A polling
+    client's own disconnect() waits for its pending long-poll, up to the ping interval."""
     try:
+        if client.connected:
+            await client.emit("bye")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 2
+            while client.eio.state == "connected" and loop.time() < deadline:
+                await asyncio.sleep(0.005)
         await asyncio.wait_for(client.disconnect(), 2)
     except (asyncio.TimeoutError, Exception):
         pass
-    http = getattr(client.eio, "http", None)  # python-engineio leaves its aiohttp session open
-    if http is not None and not http.closed:
-        await http.close()
+
+
+_SESSIONS: list = []  # every aiohttp session the clients opened
+
+
+def _http_session():
+    import aiohttp
+    session = aiohttp.ClientSession()
+    _SESSIONS.append(session)
+    return session
+
+
+def new_client() -> socketio.AsyncClient:
+    """A client whose HTTP sessions close_sessions() closes: python-engineio may open one more after the
+    session ended (its write loop sending what it had queued) and never close it."""
+    return socketio.AsyncClient(http_session=_http_session)
+
+
+async def close_sessions() -> None:
+    await asyncio.sleep(0.02)
+    for session in _SESSIONS:
+        if not session.closed:
+            await session.close()
+    _SESSIONS.clear()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -136,8 +167,11 @@ async def measure_configs(configs: dict[str, str], transports: list[str], repeat
     results = {name: {"rt": [], "lat": [], "ow": []} for name in configs}
     names = list(configs)
     for repeat in range(repeats):
-        order = names[repeat % len(names):] + names[:repeat % len(names)]  # no configuration always goes first
-        for name in order:  # alternate configurations within each repeat
+        # Forwards, then backwards (A B C D, D C B A, ...): configurations compared in a verdict are listed next
+        # to each other (tap next to relay and to tap-off), so they run back to back in every repeat, and
+        # neither always goes first (a drift of the machine within a pair of repeats cancels out).
+        order = names if repeat % 2 == 0 else names[::-1]
+        for name in order:
             rate, lat = await round_trips(configs[name], transports, seconds)
             results[name]["rt"].append(rate)
             results[name]["lat"].extend(lat)
@@ -183,9 +217,11 @@ async def bench_tap(args) -> None:
     from siolab.trace import Trace
     # Many short repeats: most of the noise here comes and goes between runs, so more of them give a steadier
     # median of the paired ratios for about the same time.
-    repeats, seconds, oneway_n = (3, 0.5, 100) if args.quick else (11, 0.7, 200)
+    repeats, seconds, oneway_n = (4, 0.4, 100) if args.quick else (25, 0.5, 200)
     tap_params = Tap.__init__.__code__.co_varnames
     for transport, target in (("websocket", 0.9), ("polling", 0.8)):
+        if transport not in args.transports.split(","):
+            continue
         transports = [transport]
         # placement 1: server, relay and CLI tap each in their own process; clients here
         async with child(str(HERE / "servers.py"), "server") as server_port:
@@ -195,7 +231,7 @@ async def bench_tap(args) -> None:
                 async with child("-m", "siolab", "trace", f"http://127.0.0.1:{server_port}",
                                  "--listen", str(tap_port), announce=False):
                     await wait_port(tap_port)
-                    configs = {"direct": f"http://127.0.0.1:{server_port}",
+                    configs = {"direct": f"http://127.0.0.1:{server_port}",  # verdicts compare neighbours
                                "relay": f"http://127.0.0.1:{relay_port}",
                                "tap": f"http://127.0.0.1:{tap_port}",
                                "tap-off": f"http://127.0.0.1:{off_port}"}
@@ -217,6 +253,10 @@ async def bench_tap(args) -> None:
         @lab.server.on("count")
         async def count(sid):
             return counts["one"]
+
+        @lab.server.on("bye")
+        async def bye(sid):
+            await lab.server.disconnect(sid)
         relay = await start_relay(lab.server_port)
         configs = {"direct": lab.server_url, "relay": f"http://127.0.0.1:{relay.sockets[0].getsockname()[1]}",
                    "tap": lab.url}
@@ -342,6 +382,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
     parser.add_argument("--only", default="tap,store,view,lessons")
+    parser.add_argument("--transports", default="websocket,polling", help="the tap benchmark's transports")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     print(f"siolab benchmark — {time.strftime('%Y-%m-%d')}, python {sys.version.split()[0]}, "

@@ -27,6 +27,10 @@ async def echo_server() -> None:
     async def count(sid):
         return counts["one"]
 
+    @sio.on("bye")
+    async def bye(sid):
+        await sio.disconnect(sid)
+
     app = web.Application()
     sio.attach(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -620,8 +620,7 @@ class Tap:
             packet = x.body_record
             if packet is not None and not held:  # the note waits until somebody reads it (LazyRecord)
                 return [new_lazy(lambda _: {"note": _post_ok_note(packet.error, 1)}, t=t, kind="http", dir="s2c",
-                                 http=resp_http, raw=text, sio=None, nsp=None, ack=None, event=None, args=None,
-                                 error=None, **where)], False, plain
+                                 http=resp_http, raw=text, **where)], False, plain
             note = _post_ok_note(x.body_error or (packet.error if packet is not None else None), x.body_packets)
         elif x.is_eio:
             error = f"not an Engine.IO response: HTTP {status} {ctype or 'without a Content-Type'}"

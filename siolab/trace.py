@@ -15,7 +15,7 @@ import os
 import time
 from collections import deque
 from contextvars import ContextVar
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from . import protocol
@@ -170,16 +170,11 @@ class LazyRecord(_Worked):
             _SET_ARGS(self, values[4])
             _SET_ERROR(self, values[5])
         else:
-            try:
+            try:  # new_lazy set every lazy field (None unless given): produce overrides some
                 for name, value in produce(self).items():
                     _SLOT[name].__set__(self, value)
             except Exception as exc:
                 _SET_ERROR(self, f"siolab could not decode this record: {exc!r}")
-            for slot in _SLOT.values():
-                try:
-                    slot.__get__(self)
-                except AttributeError:  # not set when made, nor by a decoding that failed
-                    slot.__set__(self, None)
         object.__setattr__(self, "__class__", _Known)
 
 
@@ -254,19 +249,24 @@ def new_lazy_record(*, t: float, dir: str, transport: str | None, http: dict | N
     return o
 
 
-_DEFAULTS = {f.name: f.default for f in fields(Record) if f.default is not MISSING}
+# (field, its slot's setter, its default) for the fields a LazyRecord is made with; the lazy ones are set when read
+_EAGER = tuple((f.name, Record.__dict__[f.name].__set__, f.default) for f in fields(Record)
+               if f.name not in LAZY_FIELDS and f.name not in ("t", "server"))
+_LAZY_SETTERS = tuple((name, _SLOT[name].__set__) for name in LAZY_FIELDS)
 
 
-def new_lazy(produce: Callable[[Record], dict], **values: Any) -> LazyRecord:
+def new_lazy(produce: Callable[[Record], dict], *, t: float, **values: Any) -> LazyRecord:
     """A record with ``values`` (and Record's defaults); the fields of ``LAZY_FIELDS`` not among them come from
     ``produce(record)`` when one is first read."""
     o = _new(LazyRecord)
-    for name, value in _DEFAULTS.items():
-        if name not in LAZY_FIELDS:
-            Record.__dict__[name].__set__(o, value)
-    _SET_SERVER(o, _server_now())
-    for name, value in values.items():
-        Record.__dict__[name].__set__(o, value)
+    _SET_T(o, t)
+    for name, set_, default in _EAGER:
+        set_(o, values.pop(name, default))
+    _SET_SERVER(o, values.pop("server") if "server" in values else _server_now())
+    for name, set_ in _LAZY_SETTERS:  # given now, or None until produce says otherwise
+        set_(o, values.pop(name, None))
+    if values:
+        raise TypeError(f"new_lazy() got unexpected fields {sorted(values)}")
     _SET_PENDING(o, produce)
     return o
 
