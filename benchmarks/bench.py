@@ -387,6 +387,9 @@ async def main() -> int:
     parts = set(args.only.split(","))
     print(f"siolab benchmark — {time.strftime('%Y-%m-%d')}, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores, {'quick' if args.quick else 'full'} run", flush=True)
+    if args.quick:
+        print("  (a quick run's tap verdicts rest on 4 repeats and move by several percent from run to run; quote the "
+              "full run's)", flush=True)
     if "tap" in parts:
         await bench_tap(args)
     if "store" in parts:
