@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from . import protocol, relay, wire
 from .faults import Fault, Faults
-from .trace import EXCHANGE_SERVER, FIELDS, Record, Trace, new_lazy, new_lazy_record, new_record
+from .trace import EXCHANGE_SERVER, FIELDS, Record, Trace, new_lazy_http, new_lazy_record, new_record
 
 log = logging.getLogger("siolab.tap")
 
@@ -130,7 +130,11 @@ class _Exchange:
         """The request is on its way (or will never be): record it, once."""
         if not self.recorded:
             self.recorded = True
-            self.tap._later(self.tap._record_request, self, size=len(self.body))
+            tap = self.tap
+            if tap.batch:
+                tap.trace.defer(tap._record_request, self, size=len(self.body))
+            else:
+                tap._record_request(self)
 
 
 class Tap:
@@ -485,23 +489,19 @@ class Tap:
 
     def _record_request(self, x: "_Exchange") -> None:
         """Record a request that went on unchanged."""
-        token = EXCHANGE_SERVER.set(x.server)
-        try:
-            for rec in self._request_records(x, held=False)[0]:
-                self.trace.append(rec)
-        finally:
-            EXCHANGE_SERVER.reset(token)
+        if EXCHANGE_SERVER.get() is not x.server:  # in a batch: say which server the exchange went to
+            return _as_server(x.server, self._record_request, x)
+        for rec in self._request_records(x, held=False)[0]:
+            self.trace.append(rec)
 
     def _record_response(self, x: "_Exchange", answer: relay.Message, t: float) -> None:
         """Record an answer that went on unchanged."""
-        token = EXCHANGE_SERVER.set(x.server)
-        try:
-            records, _, _ = self._response_records(x, answer, t, held=False)
-            for rec in records:
-                self.trace.append(rec)
-            self._after_response(x, answer.head.status)
-        finally:
-            EXCHANGE_SERVER.reset(token)
+        if EXCHANGE_SERVER.get() is not x.server:
+            return _as_server(x.server, self._record_response, x, answer, t)
+        records, _, _ = self._response_records(x, answer, t, held=False)
+        for rec in records:
+            self.trace.append(rec)
+        self._after_response(x, answer.head.status)
 
     async def _request_with_faults(self, x: "_Exchange", down: relay.Conn) -> bytes | None:
         """Record a request, let the faults judge its packets; the body to relay, or None if the tap
@@ -619,8 +619,8 @@ class Tap:
         elif x.is_eio and status == 200 and x.method == "POST":
             packet = x.body_record
             if packet is not None and not held:  # the note waits until somebody reads it (LazyRecord)
-                return [new_lazy(lambda _: {"note": _post_ok_note(packet.error, 1)}, t=t, kind="http", dir="s2c",
-                                 http=resp_http, raw=text, **where)], False, plain
+                return [new_lazy_http(lambda _: {"note": _post_ok_note(packet.error, 1)}, t=t, dir="s2c",
+                                      http=resp_http, raw=text, **where)], False, plain
             note = _post_ok_note(x.body_error or (packet.error if packet is not None else None), x.body_packets)
         elif x.is_eio:
             error = f"not an Engine.IO response: HTTP {status} {ctype or 'without a Content-Type'}"
@@ -1129,6 +1129,16 @@ def _keep_alive(req: wire.Request, resp: wire.Response, answer: relay.Message, u
     if answer.until_close:
         return False
     return (req.get("Connection") or "").lower() != "close" and (resp.get("Connection") or "").lower() != "close"
+
+
+def _as_server(server: str | None, produce: Callable[..., None], *args: Any) -> None:
+    """``produce(*args)`` with EXCHANGE_SERVER set to ``server`` (records made later, in a batch, name the
+    server their exchange went to; recorded at once, in the exchange's own task, it is set already)."""
+    token = EXCHANGE_SERVER.set(server)
+    try:
+        produce(*args)
+    finally:
+        EXCHANGE_SERVER.reset(token)
 
 
 def _fields(rec: Record) -> dict:

@@ -39,6 +39,12 @@ MAX_BACKLOG_BYTES = 4 * 1024 * 1024  # deferred bytes (e.g. big binary frames) b
 EXCHANGE_SERVER: ContextVar[str | None] = ContextVar("siolab_exchange_server", default=None)
 
 
+# (eio, sio) -> the words a record's meaning starts with (the usual pairs, worked out once)
+_LINE = "%8.3f  %-8s %s %-9s %-8s %-50s %s"  # time, client, arrow, transport, HTTP, raw, meaning
+_TYPE_WORDS = {(eio, sio): " ".join(p.upper() for p in (eio, sio) if p)
+               for eio in protocol.EIO_TYPES for sio in (None, *protocol.SIO_TYPES)}
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One thing seen on the wire: a packet, an HTTP exchange, a WebSocket open/close, a fault, an error.
@@ -77,34 +83,48 @@ class Record:
     @property
     def meaning(self) -> str:
         """A short plain-English meaning: ``MESSAGE EVENT 'chat' ack 1``."""
-        if self.kind == "http" and self.eio is None:
-            status = (self.http or {}).get("status")
-            what = f"HTTP {self.http.get('method', '')} {status or ''}".strip() if self.http else "HTTP"
-            return f"{what}: {self.note or self.raw or ''}".strip(": ") if (self.note or self.raw) else what
-        if self.kind in ("ws", "fault", "error", "log"):
-            return f"{self.kind}: {self.note or ''}"
+        kind, eio = self.kind, self.eio
+        if kind == "http" and eio is None:
+            http, note = self.http, self.note or self.raw
+            status = (http or {}).get("status")
+            what = f"HTTP {http.get('method', '')} {status or ''}".strip() if http else "HTTP"
+            return f"{what}: {note}".strip(": ") if note else what
+        if kind in ("ws", "fault", "error", "log"):
+            return f"{kind}: {self.note or ''}"
         if self.binary:
             return "binary attachment"
-        parts = [p.upper() for p in (self.eio, self.sio) if p]
-        if self.nsp and self.nsp != "/":
-            parts.append(self.nsp)
-        if self.event is not None:
-            parts.append(repr(self.event))
-        if self.ack is not None:
-            parts.append(f"ack {self.ack}")
-        if self.eio == "ping" and self.raw == "2probe" or self.eio == "pong" and self.raw == "3probe":
-            parts.append("probe")
-        return " ".join(parts)
+        sio = self.sio
+        text = _TYPE_WORDS.get((eio, sio)) or " ".join([p.upper() for p in (eio, sio) if p])
+        nsp, event, ack = self.nsp, self.event, self.ack
+        if nsp and nsp != "/":
+            text = f"{text} {nsp}" if text else nsp
+        if event is not None:
+            text = f"{text} {event!r}" if text else repr(event)
+        if ack is not None:
+            text = f"{text} ack {ack}" if text else f"ack {ack}"
+        if eio == "ping" and self.raw == "2probe" or eio == "pong" and self.raw == "3probe":
+            text = f"{text} probe"
+        return text
 
     def __str__(self) -> str:
+        http = self.http
         method = ""
-        if self.http:
-            method = f"{self.http.get('method') or ''} {self.http.get('status') or ''}".strip()
-        raw = _shorten(self.raw if self.raw is not None else "", 48)
-        line = (f"{self.t:8.3f}  {(self.client or '-'):<8} {ARROWS.get(self.dir, '  ')} "
-                f"{(self.transport or '-'):<9} {method:<8} {raw:<50} {self.meaning}")
-        if self.error:
-            line += f"  !! {self.error}"
+        if http:
+            verb, status = http.get("method") or "", http.get("status") or ""
+            method = f"{verb} {status}" if verb and status else f"{verb}{status}"
+        raw = self.raw
+        if raw is None:
+            raw = ""
+        else:
+            if not raw.isprintable():
+                raw = raw.translate(_CONTROL)
+            if len(raw) > 48:
+                raw = raw[:47] + "…"
+        line = _LINE % (self.t, self.client or "-", ARROWS.get(self.dir, "  "), self.transport or "-", method, raw,
+                        self.meaning)  # (%-formatting: half the time of the same f-string with format specs)
+        error = self.error
+        if error:
+            line = f"{line}  !! {error}"
         line = line.rstrip()
         # wire text must not drive the terminal (ANSI escapes); printable text has no control characters
         return line if line.isprintable() else line.translate(_CONTROL)
@@ -170,7 +190,7 @@ class LazyRecord(_Worked):
             _SET_ARGS(self, values[4])
             _SET_ERROR(self, values[5])
         else:
-            try:  # new_lazy set every lazy field (None unless given): produce overrides some
+            try:  # new_lazy_http set every lazy field to None: produce overrides some
                 for name, value in produce(self).items():
                     _SLOT[name].__set__(self, value)
             except Exception as exc:
@@ -249,24 +269,30 @@ def new_lazy_record(*, t: float, dir: str, transport: str | None, http: dict | N
     return o
 
 
-# (field, its slot's setter, its default) for the fields a LazyRecord is made with; the lazy ones are set when read
-_EAGER = tuple((f.name, Record.__dict__[f.name].__set__, f.default) for f in fields(Record)
-               if f.name not in LAZY_FIELDS and f.name not in ("t", "server"))
-_LAZY_SETTERS = tuple((name, _SLOT[name].__set__) for name in LAZY_FIELDS)
-
-
-def new_lazy(produce: Callable[[Record], dict], *, t: float, **values: Any) -> LazyRecord:
-    """A record with ``values`` (and Record's defaults); the fields of ``LAZY_FIELDS`` not among them come from
-    ``produce(record)`` when one is first read."""
+def new_lazy_http(produce: Callable[[Record], dict], *, t: float, dir: str, transport: str | None, http: dict,
+                  raw: str | None, sid: str | None, client: str | None) -> LazyRecord:
+    """An HTTP record whose note (or error) ``produce(record)`` works out when read (the answer to each POST: its
+    note says whether the POST's packet was valid, which is known when that packet is read)."""
     o = _new(LazyRecord)
     _SET_T(o, t)
-    for name, set_, default in _EAGER:
-        set_(o, values.pop(name, default))
-    _SET_SERVER(o, values.pop("server") if "server" in values else _server_now())
-    for name, set_ in _LAZY_SETTERS:  # given now, or None until produce says otherwise
-        set_(o, values.pop(name, None))
-    if values:
-        raise TypeError(f"new_lazy() got unexpected fields {sorted(values)}")
+    _SET_KIND(o, "http")
+    _SET_DIR(o, dir)
+    _SET_TRANSPORT(o, transport)
+    _SET_HTTP(o, http)
+    _SET_RAW(o, raw)
+    _SET_BINARY(o, False)
+    _SET_EIO(o, None)
+    _SET_ATTACHMENTS(o, 0)
+    _SET_SID(o, sid)
+    _SET_CLIENT(o, client)
+    _SET_SERVER(o, _server_now())
+    _SET_SIO(o, None)
+    _SET_NSP(o, None)
+    _SET_ACK(o, None)
+    _SET_EVENT(o, None)
+    _SET_ARGS(o, None)
+    _SET_ERROR(o, None)
+    _SET_NOTE(o, None)
     _SET_PENDING(o, produce)
     return o
 
@@ -302,7 +328,7 @@ class Trace:
         self._store: deque[Record] = deque(maxlen=limit)
         self.dropped = 0
         self.t0 = time.monotonic()
-        self._listeners: list[Callable[[Record], None]] = []
+        self._listeners: tuple[Callable[[Record], None], ...] = ()  # replaced, never changed: safe to iterate
         self.listener_errors = 0
         self._waiters: list[tuple[dict, Callable | None, asyncio.Future]] = []
         self._backlog: list[tuple[Callable[..., None], tuple]] = []
@@ -328,11 +354,12 @@ class Trace:
         return self._store_append(record)
 
     def _store_append(self, record: Record) -> Record:
-        if self.limit is not None and len(self._store) == self.limit:
+        store = self._store
+        if len(store) == self.limit:  # (never when limit is None)
             self.dropped += 1
-        self._store.append(record)
+        store.append(record)
         if self._listeners:
-            for listener in tuple(self._listeners):
+            for listener in self._listeners:
                 try:
                     listener(record)
                 except Exception:  # a broken view must not break the tap
@@ -406,11 +433,13 @@ class Trace:
     # -- listening
     def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:
         """Call ``listener(record)`` for each new record; returns a function that unsubscribes."""
-        self._listeners.append(listener)
+        self._listeners += (listener,)
 
         def unsubscribe() -> None:
             if listener in self._listeners:
-                self._listeners.remove(listener)
+                kept = list(self._listeners)
+                kept.remove(listener)
+                self._listeners = tuple(kept)
         return unsubscribe
 
     def _wake(self, record: Record) -> None:

@@ -243,3 +243,23 @@ def test_the_socketio_parse_short_cut_is_the_library_constructor(text):
     assert outcome(lambda: module.parse(text)) == outcome(lambda: module.Packet(encoded_packet=text))
     assert outcome(lambda: module.parse(text)) == outcome(lambda: sio_packet.Packet(encoded_packet=text)) or \
         "raised" in outcome(lambda: module.parse(text))  # the library's own json: the same data, other messages
+
+
+@pytest.mark.parametrize("text", ['["x"]', ' ["x"]', '["x"] ', '["x"]\n', '["x"]x', '', ' ', 'nul', '[1,]', 'NaN',
+                                  '[1e400]', '{"a":1,"a":2}', '"\\ud800"', '1' * 101, '[' + '1' * 101 + ']',
+                                  '[1]\x00', '[-0, 1.5e3, true, false, null]', '[' * 100_000, b'[1]', None])
+def test_the_packets_json_reader_answers_exactly_as_the_libraries_decoder(text):
+    """The tap's JSON reader skips the decoder's whitespace look-ups when the value fills the text; whatever
+    the text, it returns or raises what the libraries' decoder (with their parse_int) does."""
+    import json as json_
+    from engineio import json as engineio_json
+    reference = json_.JSONDecoder(parse_int=engineio_json._safe_int).decode
+
+    def outcome(loads):
+        try:
+            return "value", loads(text)
+        except Exception as exc:
+            return type(exc).__name__, str(exc)
+    from siolab import protocol
+    for module in (protocol._sio_packet(), protocol._eio_packet()):
+        assert repr(outcome(module.Packet.json.loads)) == repr(outcome(reference))

@@ -225,27 +225,25 @@ def test_a_lazy_record_that_cannot_be_decoded_says_so_instead_of_raising(monkeyp
     assert got.sio is None and "could not decode" in got.error and "boom" in got.error
 
 
-def test_new_lazy_takes_record_defaults_and_works_out_only_what_produce_gives():
-    from siolab.trace import LazyRecord, new_lazy
+def test_new_lazy_http_works_out_only_what_produce_gives_once():
+    from siolab.trace import LazyRecord, new_lazy_http
     calls = []
 
     def produce(record):
         calls.append(record.raw)
         return {"note": f"answered {record.raw}"}
-    got = new_lazy(produce, t=2.0, kind="http", dir="s2c", http={"method": "POST", "status": 200}, raw="ok",
-                   client="bob", error="given now")
+    http = {"method": "POST", "status": 200}
+    got = new_lazy_http(produce, t=2.0, dir="s2c", transport="polling", http=http, raw="ok", sid="S", client="bob")
     assert isinstance(got, LazyRecord) and calls == []  # nothing worked out yet
-    want = Record(t=2.0, kind="http", dir="s2c", http={"method": "POST", "status": 200}, raw="ok", client="bob",
-                  error="given now", note="answered ok")
+    want = Record(t=2.0, kind="http", dir="s2c", transport="polling", http=http, raw="ok", sid="S", client="bob",
+                  note="answered ok")
     assert got.note == "answered ok" and calls == ["ok"]
-    assert got == want and repr(got) == repr(want) and got.to_json() == want.to_json()
-    assert got.sio is None and got.event is None and got.error == "given now" and calls == ["ok"]  # once
-    with pytest.raises(TypeError, match="colour"):
-        new_lazy(produce, t=1.0, colour="red")
+    assert got == want and repr(got) == repr(want) and got.to_json() == want.to_json() and str(got) == str(want)
+    assert got.sio is None and got.event is None and got.error is None and calls == ["ok"]  # once
 
     def broken(record):
         raise ValueError("no note")
-    failed = new_lazy(broken, t=1.0, raw="ok")
+    failed = new_lazy_http(broken, t=1.0, dir="s2c", transport=None, http=http, raw="ok", sid=None, client=None)
     assert "could not decode" in failed.error and failed.note is None and failed.sio is None
 
 
