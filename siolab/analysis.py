@@ -46,7 +46,7 @@ def query(item: Record | str | None) -> dict[str, str]:
 
 # ------------------------------------------------------------------ HTTP requests and polling batches
 @dataclass(frozen=True)
-class Request:
+class HttpRequest:
     """One request a client made through the tap: a polling GET or POST, or a WebSocket upgrade request."""
 
     t: float
@@ -71,30 +71,30 @@ class Request:
         return f"{self.t:8.3f}  {(self.client or '-'):<8} {what:<18} {self.path}" + (f"   body: {body}" if body else "")
 
 
-def requests(records: Records, client: str | None = None) -> list[Request]:
+def requests(records: Records, client: str | None = None) -> list[HttpRequest]:
     """Every HTTP request (polling GET/POST, WebSocket upgrade request) in wire order.
 
     A POST's packets are recorded one record each with the POST's ``http``; they are gathered
-    back into one Request here (consecutive records with the same path and time).
+    back into one HttpRequest here (consecutive records with the same path and time).
     """
-    out: list[Request] = []
-    post_key: tuple | None = None  # the POST the last Request came from
+    out: list[HttpRequest] = []
+    post_key: tuple | None = None  # the POST the last HttpRequest came from
     for r in _of(records, client):
         http = r.http or {}
         if r.dir != "c2s" or not http or http.get("status") is not None:
             continue
         if r.kind in ("http", "ws"):
-            out.append(Request(r.t, http.get("method") or "", r.transport, http.get("path") or "", r.client,
+            out.append(HttpRequest(r.t, http.get("method") or "", r.transport, http.get("path") or "", r.client,
                                websocket=r.kind == "ws"))
             post_key = None
         elif r.kind in ("packet", "fault") and http.get("method") == "POST":
             key = (r.client, http.get("path"), r.t)
             if key == post_key:
                 last = out[-1]
-                out[-1] = Request(last.t, last.method, last.transport, last.path, last.client,
+                out[-1] = HttpRequest(last.t, last.method, last.transport, last.path, last.client,
                                   last.packets + (r,))
             else:
-                out.append(Request(r.t, "POST", r.transport, http.get("path") or "", r.client, (r,)))
+                out.append(HttpRequest(r.t, "POST", r.transport, http.get("path") or "", r.client, (r,)))
                 post_key = key
     return out
 
@@ -103,12 +103,12 @@ def requests(records: Records, client: str | None = None) -> list[Request]:
 class Upgrade:
     """The client's HTTP requests before and after its WebSocket upgrade request."""
 
-    before: tuple[Request, ...]
-    upgrade: Request | None
-    after: tuple[Request, ...]
+    before: tuple[HttpRequest, ...]
+    upgrade: HttpRequest | None
+    after: tuple[HttpRequest, ...]
 
     @property
-    def polling_after(self) -> tuple[Request, ...]:
+    def polling_after(self) -> tuple[HttpRequest, ...]:
         return tuple(r for r in self.after if not r.websocket)
 
 
@@ -258,6 +258,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interv
     return time.monotonic() - start
 
 
-__all__ = ["query", "Request", "requests", "Upgrade", "around_upgrade", "batches", "Heartbeat", "heartbeats",
+__all__ = ["query", "HttpRequest", "requests", "Upgrade", "around_upgrade", "batches", "Heartbeat", "heartbeats",
            "ping_intervals", "last_pong", "time_since_last_pong", "Gap", "gaps", "in_order",
            "is_heartbeat_ping", "is_heartbeat_pong", "wait_until"]

@@ -3,31 +3,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 from typing import IO
 
-from . import protocol
-from .trace import Record, Trace, record_to_json
+from . import jsonl as jsonl_format, protocol
+from .record import Record
+from .trace import Trace
 
 
 # The CLI prints every record (and writes it to --jsonl) as it comes and never reads its trace back, so it keeps
-# only the newest: holding the lab's 100,000 cost 64 MB, and the garbage collector's passes over them took a
-# tap's polling round trips from 5.6% to 8.1% below tracing-off (benchmarks/, side by side).
+# only the newest (a big store cost the garbage collector time per round trip: docs/benchmarks.md).
 CLI_LIMIT = 1_000
 
 
 class _Printer:
     """A listener printing each record. Records are formatted and written in one go every ``after`` seconds
-    (or every ``most`` records), not one by one as they come: formatting a record between two packets took
-    ~30 µs with cold caches and held up the next packet; formatted together, they cost a fraction of that
-    (benchmarks/). The terminal is at most ``after`` behind the wire."""
+    (or every ``most`` records), not one by one as they come: formatted between two packets, with cold caches,
+    they held up the next packet (docs/benchmarks.md). The terminal is at most ``after`` behind the wire."""
 
     def __init__(self, out: IO[str], jsonl: IO[str] | None, after: float = 0.05, most: int = 512) -> None:
         self.out, self.jsonl = out, jsonl
         self.after, self.most = after, most
         self.records: list[Record] = []
+        self.unwritten = 0  # records the --jsonl file could not take (said on stderr, counted, never silent)
         self._handle: asyncio.TimerHandle | None = None
 
     def __call__(self, record: Record) -> None:
@@ -49,11 +48,17 @@ class _Printer:
         if records:
             self.out.write("\n".join([str(r) for r in records]) + "\n")
             if self.jsonl is not None:
-                self.jsonl.write("\n".join([json.dumps(record_to_json(r), ensure_ascii=False, default=repr)
-                                            for r in records]) + "\n")
+                self._write_jsonl(records)
         self.out.flush()
-        if self.jsonl is not None:
+
+    def _write_jsonl(self, records: list[Record]) -> None:
+        try:
+            self.jsonl.write("".join([jsonl_format.dump_line(r) for r in records]))
             self.jsonl.flush()
+        except (OSError, ValueError) as exc:  # a full disk, a closed file: say so, count, go on
+            self.unwritten += len(records)
+            sys.stderr.write(f"siolab tap: {len(records)} records could not be written to the JSON Lines file "
+                             f"({exc}); {self.unwritten} in all\n")
 
 
 async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
@@ -79,7 +84,8 @@ async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> 
         printer.flush()
         if jsonl is not None:
             jsonl.close()
-        out.write(f"siolab tap: stopped after {len(trace) + trace.dropped} records\n")
+        lost = f" ({printer.unwritten} of them not written to {args.jsonl})" if printer.unwritten else ""
+        out.write(f"siolab tap: stopped after {len(trace) + trace.dropped} records{lost}\n")
         out.flush()
     return 0
 

@@ -30,7 +30,7 @@ from aiohttp import web
 from .lab import Lab, _logger, _open, _record_disconnects, _Tasks
 from .server import SpecServer
 from .tap import Tap
-from .trace import EXCHANGE_SERVER, Record, Trace
+from .trace import Record, Trace
 
 CHANNEL = "socketio"  # python-socketio's default pub/sub channel
 POLICIES = ("round-robin", "sticky")
@@ -327,7 +327,6 @@ class Member:
         await asyncio.ensure_future(self._start())
 
     async def _start(self) -> None:
-        EXCHANGE_SERVER.set(self.name)
         self.app = web.Application()
         self.server.attach(self.app)
         self.runner = web.AppRunner(self.app, shutdown_timeout=0.5, handle_signals=False, access_log=None)

@@ -8,7 +8,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .trace import Record, Trace, matches
+from .record import Record, matches, new_record, with_fields
+from .trace import Trace
 
 
 @dataclass(eq=False)
@@ -73,6 +74,33 @@ class Faults:
                 fault.hits += 1
                 return fault
         return None
+
+    def judge(self, records: list[Record], dir: str, t: float) -> tuple[list[Record], set[int], float]:
+        """What the rules make of the records of one body or frame: the records to append (a dropped packet
+        becomes a fault record that says so; a delay adds one record after the packets, so a trace stays
+        sorted by time), the ids of the dropped records, and the delay in seconds."""
+        if not self.rules:
+            return records, set(), 0.0
+        out, dropped, delay, delayed, rule = [], set(), 0.0, 0, None
+        for rec in records:
+            verdict = self.check(rec)
+            if verdict is None:
+                out.append(rec)
+            elif verdict.action == "drop":
+                out.append(with_fields(rec, kind="fault", note=f"dropped by the tap: {verdict.describe()}"))
+                dropped.add(id(rec))
+            else:
+                out.append(rec)
+                delayed += 1
+                if verdict.seconds >= delay:
+                    delay, rule = verdict.seconds, verdict
+        if delayed:
+            rec = records[-1]
+            out.append(new_record(t=t, kind="fault", dir=dir, transport=rec.transport, sid=rec.sid,
+                                  client=rec.client, server=rec.server,
+                                  note=f"delayed {delay} s by the tap: {rule.describe()}"
+                                       + (f" ({delayed} packets)" if delayed > 1 else "")))
+        return out, dropped, delay
 
     def refuse_websocket(self, refuse: bool = True) -> None:
         if refuse != self.websocket_refused:

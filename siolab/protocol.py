@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .frozen import constructor
+from .text import cut
 
 # The libraries' packet modules are imported on first use: importing python-engineio or python-socketio
 # pulls in aiohttp and both their servers and clients (~0.6 s), which ``import siolab`` should not pay.
@@ -165,8 +166,7 @@ class SioPacket:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(value, limit)
 
 
 def decode_eio(raw: str | bytes | bytearray) -> EioPacket:

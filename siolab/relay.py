@@ -2,8 +2,8 @@
 
 asyncio Protocols rather than streams or an HTTP framework: a frame that nobody holds back is written
 to the other socket inside ``data_received``, with no task switch and no re-encoding, so the tap costs
-little more than a byte relay (``benchmarks/``). The HTTP and WebSocket parsing is ``wire.py``'s; what
-the bytes mean is for ``tap.py`` to decide.
+little more than a byte relay (docs/benchmarks.md). The HTTP and WebSocket parsing is ``wire``'s; what
+the bytes mean is for the recorder to say.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ HIGH_WATER = 4 * 1024 * 1024  # bytes queued in a held lane before the tap stops
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class HttpMessage:
     """One HTTP request or response: its parsed head, its body (de-chunked) and the bytes as they came."""
 
     head: wire.Request | wire.Response
@@ -168,7 +168,7 @@ class Conn(asyncio.Protocol):
         self.buf.clear()
         return body, body
 
-    async def read_request(self, on_expect: Callable[[], None] | None = None) -> Message | None:
+    async def read_request(self, on_expect: Callable[[], None] | None = None) -> HttpMessage | None:
         """The next request (None when the client closed the connection between requests)."""
         head = await self._head(at_start=True)
         if head is None:
@@ -184,11 +184,11 @@ class Conn(asyncio.Protocol):
             on_expect()
         body = self._ready_body(framing)
         if body is not None:
-            return Message(req, body, head + body)
+            return HttpMessage(req, body, head + body)
         body, raw = await self._body(framing)
-        return Message(req, body, head + raw, chunked=framing[0] == "chunked")
+        return HttpMessage(req, body, head + raw, chunked=framing[0] == "chunked")
 
-    async def read_response(self, method: str) -> Message:
+    async def read_response(self, method: str) -> HttpMessage:
         """The response to a request sent with ``method``; interim 1xx answers other than 101 are skipped."""
         while True:
             head = await self._head(at_start=False)
@@ -198,9 +198,9 @@ class Conn(asyncio.Protocol):
             framing = wire.response_body(resp, method) if resp.status != 101 else ("none", 0)
             body = self._ready_body(framing)
             if body is not None:
-                return Message(resp, body, head + body)
+                return HttpMessage(resp, body, head + body)
             body, raw = await self._body(framing)
-            return Message(resp, body, head + raw, chunked=framing[0] == "chunked",
+            return HttpMessage(resp, body, head + raw, chunked=framing[0] == "chunked",
                            until_close=framing[0] == "close")
 
     def _ready_body(self, framing: tuple[str, int]) -> bytes | None:

@@ -5,7 +5,7 @@ import pytest
 
 from siolab import protocol
 from siolab.frozen import constructor
-from siolab.trace import EXCHANGE_SERVER, Record, new_record
+from siolab.record import LazyRecord, Record, lazy_packet, new_lazy, new_record
 
 
 def test_a_record_made_fast_equals_one_made_by_the_class():
@@ -26,14 +26,30 @@ def test_a_record_made_fast_is_frozen_and_works_with_replace():
     assert hash(new_record(t=1.0, raw="2")) == hash(Record(t=1.0, raw="2"))
 
 
-def test_default_factory_runs_per_record_and_an_explicit_none_stays_none():
-    token = EXCHANGE_SERVER.set("b")
-    try:
-        assert new_record(t=0.0).server == Record(t=0.0).server == "b"
-        assert new_record(t=0.0, server=None).server is None is Record(t=0.0, server=None).server
-    finally:
-        EXCHANGE_SERVER.reset(token)
-    assert new_record(t=0.0).server is None
+def test_default_factory_runs_per_object():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Bag:
+        items: list = dataclasses.field(default_factory=list)
+    new_bag = constructor(Bag)
+    a, b = new_bag(), new_bag()
+    assert a == Bag() and a.items is not b.items
+    assert new_bag(items=[1]).items == [1]
+
+
+def test_the_server_is_an_argument_not_ambient_state():
+    assert new_record(t=0.0).server is None is Record(t=0.0).server
+    assert new_record(t=0.0, server="B").server == "B" == Record(t=0.0, server="B").server
+
+
+def test_a_lazy_record_is_made_by_the_same_constructor_and_equals_the_decoded_one():
+    lazy = lazy_packet(t=1.0, dir="c2s", transport="websocket", http=None, raw='42["chat","hi"]', sid="s",
+                       client="alice", server="A")
+    assert type(lazy) is LazyRecord
+    assert lazy == Record(t=1.0, dir="c2s", transport="websocket", raw='42["chat","hi"]', eio="message",
+                          sio="event", nsp="/", event="chat", args=["hi"], sid="s", client="alice", server="A")
+    assert type(lazy) is not LazyRecord  # read once, it became an ordinary record (no properties in the way)
+    with pytest.raises(TypeError):
+        new_lazy(t=0.0)  # LazyRecord's own slot (_pending) is a required argument
 
 
 def test_missing_and_unknown_fields_are_refused_like_the_class_does():

@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 
 from siolab import protocol, relay, wire
-from siolab.tap import Tap, _WebSocket
+from siolab.recorder import Recorder
+from siolab.tap import Tap
 from siolab.trace import FIELDS, LazyRecord, Trace
 
 T = 3.0  # the longest any single wait in these tests may take
@@ -1237,66 +1238,81 @@ def same_record(fast, expected, order: tuple[str, ...]) -> None:
     assert fast.to_json() == expected.to_json()
 
 
+def recorders(sid: str | None = "abc", client: str | None = "alice"):
+    """A recorder that takes the short cuts and one that never does, each with a WebSocket of the same session."""
+    fast, general = Recorder(), Recorder(short_cuts=False)
+    return (fast, fast.websocket(sid, client, None)), (general, general.websocket(sid, client, None))
+
+
 @pytest.mark.parametrize("raw", PLAIN_CANDIDATES)
 @pytest.mark.parametrize("order", [FIELDS, tuple(reversed(FIELDS))])
-async def test_the_usual_websocket_message_is_recorded_as_the_general_path_records_it(raw, order):
-    """_record_plain takes a short cut for the usual Socket.IO packet: its record must be _decode's, field for field
-    (a lazy record's too, whichever field is read first), and anything _decode would explain about the framing or
-    the session, and any CONNECT_ERROR or binary packet that does not decode cleanly, must be left to _decode."""
-    trace = Trace()
-    tap = Tap("http://127.0.0.1:1", trace, batch=True)
-    ws = _WebSocket(tap, relay.Conn(), relay.Conn(), sid="abc", client="alice", server=None)
+def test_the_usual_websocket_message_is_recorded_as_the_general_path_records_it(raw, order):
+    """The recorder takes a short cut for the usual Socket.IO packet: its record must be the general path's, field
+    for field (a lazy record's too, whichever field is read first), and anything the general path would explain
+    about the framing or the session, and any CONNECT_ERROR or binary packet that does not decode cleanly, must be
+    left to it."""
+    (fast, stream), (general, general_stream) = recorders()
     payload = raw.encode("utf-8")
-    expected = ws._decode("c2s", 1, payload, False, False, 2.5)
-    took = ws._record_plain("c2s", payload, 2.5)
+    expected = general.message(general_stream, "c2s", 1, payload, 2.5)
+    got = fast.message(stream, "c2s", 1, payload, 2.5)
+    assert general.short_cuts_taken == 0 and len(got) == len(expected)
+    took = fast.short_cuts_taken == 1
     if took:
-        (fast,) = trace._store
-        lazy = isinstance(fast, LazyRecord)
+        (record,) = got
+        lazy = isinstance(record, LazyRecord)
         assert lazy == (raw[1:2] in LAZY)
-        assert len(expected) == 1
-        same_record(fast, expected[0], order)
+        same_record(record, expected[0], order)
         if not lazy:
-            assert not (fast.error or fast.note)
+            assert not (record.error or record.note)
     else:
-        assert len(trace) == 0
+        assert got == expected
     if raw in ('42["chat","hi"]', '431["x"]', '42/admin,7["x",1.5]', "40", '42["x"]garbage', '42["x",NaN]'):
         assert took  # the usual ones do take it, and so do CONNECT/DISCONNECT/EVENT/ACK with a bad payload
 
 
-async def test_the_short_cut_is_not_taken_where_the_session_says_something():
-    trace = Trace()
-    tap = Tap("http://127.0.0.1:1", trace, batch=True)
-    ws = _WebSocket(tap, relay.Conn(), relay.Conn(), sid=None, client=None, server=None)
-    assert not ws._record_plain("c2s", b'42["x"]', 1.0)  # no session yet: _decode learns it
-    ws.state["sid"] = "abc"
-    tap._session("abc").max_payload = 5
-    assert not ws._record_plain("c2s", b'42["long"]', 1.0)  # over maxPayload: _decode says so
-    tap._session("abc").max_payload = None
-    tap._session("abc").closed.add("c2s")
-    assert not ws._record_plain("c2s", b'42["x"]', 1.0)  # after a close packet: _decode says so
-    assert ws._record_plain("s2c", b'42["x"]', 1.0)
-    assert not ws._record_plain("s2c", b'42["\xff"]', 1.0)  # not UTF-8
-    assert len(trace) == 1
-    ws._record_message("s2c", 1, b'451-["b",{"_placeholder":true,"num":0}]', False, 1.0)  # waits for its attachment
-    assert not ws._record_plain("s2c", b'42["x"]', 1.0)  # _decode says the attachment never came
-    assert len(trace) == 1
+def test_the_short_cut_is_not_taken_where_the_session_says_something():
+    recorder = Recorder()
+    stream = recorder.websocket(None, None, None)
+
+    def short_cut(dir: str, payload: bytes) -> bool:
+        before = recorder.short_cuts_taken
+        recorder.message(stream, dir, 1, payload, 1.0)
+        return recorder.short_cuts_taken > before
+    assert not short_cut("c2s", b'42["x"]')  # no session yet: the general path learns it
+    stream.sid = "abc"
+    recorder.session("abc").max_payload = 5
+    (over,) = recorder.message(stream, "c2s", 1, b'42["long"]', 1.0)
+    assert "maxPayload of 5" in over.error  # over maxPayload: the general path says so
+    recorder.session("abc").max_payload = None
+    recorder.session("abc").closed.add("c2s")
+    (late,) = recorder.message(stream, "c2s", 1, b'42["x"]', 1.0)
+    assert "close packet" in late.error  # after a close packet: the general path says so
+    assert short_cut("s2c", b'42["x"]')
+    (bad,) = recorder.message(stream, "s2c", 1, b'42["\xff"]', 1.0)
+    assert "not UTF-8" in bad.error
+    assert recorder.message(stream, "s2c", 1, b'451-["b",{"_placeholder":true,"num":0}]', 1.0) == []  # waits
+    taken = recorder.short_cuts_taken
+    first, attachment = recorder.message(stream, "s2c", 1, b'42["x"]', 1.0)
+    assert recorder.short_cuts_taken == taken and "attachment" in first.error  # the attachment never came
 
 
 @pytest.mark.parametrize("raw", PLAIN_CANDIDATES)
-async def test_the_usual_polling_packet_is_recorded_as_the_general_path_records_it(raw):
-    trace = Trace()
-    tap = Tap("http://127.0.0.1:1", trace, batch=True)
-    tap._session("abc")
-    http = {"method": "GET", "path": "/socket.io/?EIO=4&transport=polling&sid=abc", "status": 200}
+def test_the_usual_polling_packet_is_recorded_as_the_general_path_records_it(raw):
     payload = raw.encode("utf-8")
-    packets, _ = protocol.decode_payload(payload)
-    expected = tap._packet_records(packets, dir="s2c", transport="polling", http=http, sid="abc", client="alice",
-                                   key="abc", t=2.5)
-    fast = tap._plain_record(payload, "s2c", "polling", http, "abc", "alice", "abc", 2.5)
-    if fast is not None:
-        lazy = isinstance(fast, LazyRecord)
-        assert len(expected) == 1
-        same_record(fast, expected[0], FIELDS)
-        assert lazy or not (fast.error or fast.note)
-    elif raw in ('42["chat","hi"]', '431["x"]', "40"):
-        raise AssertionError(f"{raw} should take the short cut")
+    results = []
+    for recorder in (Recorder(), Recorder(short_cuts=False)):
+        recorder.session("abc")
+        query = {"EIO": "4", "transport": "polling", "sid": "abc"}
+        x = recorder.exchange(t=2.0, method="GET", path="/socket.io/", query_string="EIO=4&transport=polling&sid=abc",
+                              query=query, client_header="alice", body=b"", server=None, key=1)
+        records, packets, _ = recorder.response(x, status=200, content_type="text/plain; charset=UTF-8",
+                                                content_encoding=None, body=payload, t=2.5)
+        results.append((records, packets, recorder.short_cuts_taken))
+    (got, _, took), (expected, _, none) = results
+    assert none == 0 and len(got) == len(expected)
+    if took:
+        assert isinstance(got[0], LazyRecord) or not (got[0].error or got[0].note)
+        same_record(got[0], expected[0], FIELDS)
+    else:
+        assert got == expected
+        assert raw not in ('42["chat","hi"]', '431["x"]', "40"), f"{raw} should take the short cut"

@@ -168,9 +168,9 @@ async def test_deferred_bytes_are_bounded():
 # ------------------------------------------------------------ LazyRecord: decoded when a field is first read
 
 def lazy(raw: str, **kw):
-    from siolab.trace import new_lazy_record
-    values = dict(t=1.5, dir="c2s", transport="websocket", http=None, raw=raw, sid="abc", client="alice")
-    return new_lazy_record(**{**values, **kw})
+    from siolab.record import lazy_packet
+    values = dict(t=1.5, dir="c2s", transport="websocket", http=None, raw=raw, sid="abc", client="alice", server=None)
+    return lazy_packet(**{**values, **kw})
 
 
 def decoded(raw: str) -> Record:
@@ -226,14 +226,15 @@ def test_a_lazy_record_that_cannot_be_decoded_says_so_instead_of_raising(monkeyp
 
 
 def test_new_lazy_http_works_out_only_what_produce_gives_once():
-    from siolab.trace import LazyRecord, new_lazy_http
+    from siolab.record import LazyRecord, lazy_http
     calls = []
 
     def produce(record):
         calls.append(record.raw)
         return {"note": f"answered {record.raw}"}
     http = {"method": "POST", "status": 200}
-    got = new_lazy_http(produce, t=2.0, dir="s2c", transport="polling", http=http, raw="ok", sid="S", client="bob")
+    got = lazy_http(produce, t=2.0, dir="s2c", transport="polling", http=http, raw="ok", sid="S", client="bob",
+                    server=None)
     assert isinstance(got, LazyRecord) and calls == []  # nothing worked out yet
     want = Record(t=2.0, kind="http", dir="s2c", transport="polling", http=http, raw="ok", sid="S", client="bob",
                   note="answered ok")
@@ -243,7 +244,8 @@ def test_new_lazy_http_works_out_only_what_produce_gives_once():
 
     def broken(record):
         raise ValueError("no note")
-    failed = new_lazy_http(broken, t=1.0, dir="s2c", transport=None, http=http, raw="ok", sid=None, client=None)
+    failed = lazy_http(broken, t=1.0, dir="s2c", transport=None, http=http, raw="ok", sid=None, client=None,
+                       server=None)
     assert "could not decode" in failed.error and failed.note is None and failed.sio is None
 
 

@@ -61,7 +61,7 @@ def _short(text: str, limit: int) -> str:
 
 
 @dataclass(frozen=True)
-class Message:
+class DiagramRow:
     """One row of the diagram: an arrow (HTTP request/response, WebSocket frame) or a note."""
 
     t: float
@@ -143,7 +143,7 @@ def _http_prefix(r: Record) -> str:
     return str(http.get("status") or "")
 
 
-def _message(group: list[Record]) -> Message:
+def _message(group: list[Record]) -> DiagramRow:
     first = group[0]
     cats = [category_of(r) for r in group]
     category = min(cats, key=CATEGORIES.index)
@@ -170,14 +170,14 @@ def _message(group: list[Record]) -> Message:
     meaning = " + ".join(r.meaning for r in group)
     if first.error:
         meaning += f"  !! {first.error}"
-    return Message(t=first.t, lane=_lane(first), server=getattr(first, "server", None), dir=first.dir,
+    return DiagramRow(t=first.t, lane=_lane(first), server=getattr(first, "server", None), dir=first.dir,
                    transport=first.transport, prefix=prefix, label=label, meaning=meaning,
                    badge=_badge(lead, category), category=category, arrow=arrow, records=tuple(group))
 
 
-def messages(records: Iterable[Record], *, hide_heartbeats: bool = False) -> list[Message]:
+def messages(records: Iterable[Record], *, hide_heartbeats: bool = False) -> list[DiagramRow]:
     """Group records into diagram rows: the packets of one polling body make one arrow."""
-    out: list[Message] = []
+    out: list[DiagramRow] = []
     group: list[Record] = []
     key = None
     for r in records:
@@ -304,7 +304,7 @@ def render_svg(records: Iterable[Record], *, limit: int | None = 200, hide_heart
     return "\n".join(out)
 
 
-def _row(m: Message, y0: int, x_of: dict[str, int], server_x: int, right: int, width: int) -> list[str]:
+def _row(m: DiagramRow, y0: int, x_of: dict[str, int], server_x: int, right: int, width: int) -> list[str]:
     line_y = y0 + 19
     parts = [f'<g class="sq-msg c-{m.category}{" sq-heartbeat" if m.category == "heartbeat" else ""}">']
     who = m.lane or "server"
