@@ -659,18 +659,38 @@ def _explain(raw: str | bytes, layer: str) -> Explanation:
                        event=sio.event, args=sio.args, data=sio.data, error=sio.error)
 
 
-def decompress(body: bytes, encoding: str | None) -> bytes:
-    """Undo HTTP Content-Encoding (gzip/deflate) so a compressed polling body can be decoded."""
+MAX_INFLATE = 4 * 1024 * 1024  # bytes a compressed body may inflate to before siolab stops decoding it
+_MEASURE = 16  # past the bound, inflation goes on (output thrown away) to this many times it, to say the size
+
+
+def inflate(body: bytes, encoding: str | None, limit: int = MAX_INFLATE) -> tuple[bytes, str | None]:
+    """Undo HTTP Content-Encoding (gzip/deflate), inflating at most ``limit`` bytes: (the plain body, None),
+    or (``body`` as it came, why it was not decoded). A body that inflates past the bound (a zip bomb, or
+    just more than siolab decodes) is never held in memory: its size is measured up to ``_MEASURE`` times the
+    bound, in pieces."""
     if not encoding or encoding == "identity":
-        return body
+        return body, None
+    if encoding not in ("gzip", "deflate", "x-gzip"):
+        return body, None
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS)
     try:
-        if encoding == "gzip":
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except zlib.error:
-        return body
-    return body
+        plain = inflater.decompress(body, limit + 1)
+        if len(plain) <= limit:
+            return plain + inflater.flush(), None
+        size, rest = len(plain), inflater.unconsumed_tail
+        while rest and size <= limit * _MEASURE:
+            size += len(inflater.decompress(rest, 1024 * 1024))
+            rest = inflater.unconsumed_tail
+    except zlib.error as exc:
+        return body, f"the {encoding} body could not be inflated ({exc}); shown as it came"
+    inflated = f"{size} bytes" if not rest else f"more than {limit * _MEASURE} bytes"
+    return body, (f"too large to decode: {len(body)} {encoding} bytes inflate to {inflated}, more than the "
+                  f"{limit} bytes siolab decodes (the bytes were relayed unchanged)")
+
+
+def decompress(body: bytes, encoding: str | None, limit: int = MAX_INFLATE) -> bytes:
+    """The plain body, or the body as it came if it cannot be (or may not be) inflated (see ``inflate``)."""
+    return inflate(body, encoding, limit)[0]
 
 
 def split_body(body: str) -> list[str]:

@@ -108,8 +108,10 @@ class Recorder:
     ``short_cuts=False`` takes the general path for every packet: the records are the same (tests compare the
     two, field for field); ``short_cuts_taken`` counts the packets that took the short cut."""
 
-    def __init__(self, layer: str = "socket.io", *, short_cuts: bool = True) -> None:
+    def __init__(self, layer: str = "socket.io", *, short_cuts: bool = True,
+                 max_inflate: int = protocol.MAX_INFLATE) -> None:
         self.layer = layer
+        self.max_inflate = max_inflate  # bytes a compressed answer may inflate to (more: not decoded)
         self.short_cuts = short_cuts
         self.short_cuts_taken = 0
         self.names: dict[str, str] = {}  # Engine.IO sid -> client name
@@ -211,8 +213,15 @@ class Recorder:
         as plain bytes (decompressed)."""
         where = exchange.where
         resp_http = exchange.http(status)
-        plain = protocol.decompress(body, content_encoding)
+        limit = self.max_inflate
+        if exchange.session is not None and exchange.session.max_payload:
+            limit = max(limit, exchange.session.max_payload)
+        plain, unread = protocol.inflate(body, content_encoding, limit)
         ctype = content_type or ""
+        if unread is not None and plain is body:  # not decoded: one record that says why, with the sizes
+            return [new_record(t=t, kind="http", dir="s2c", http=resp_http, raw=body_text(plain[:256], 256),
+                               error=unread if exchange.is_eio else None,
+                               note=None if exchange.is_eio else unread, **where)], False, plain
         if exchange.is_eio and status == 200 and exchange.method == "GET" \
                 and ctype.startswith(("text/plain", "application/octet")):
             rec = self._usual(plain, "s2c", exchange.transport, resp_http, exchange.sid, exchange.client,

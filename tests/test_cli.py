@@ -114,3 +114,105 @@ async def test_the_printer_writes_its_records_in_one_go_in_order():
     printer.flush()
     await asyncio.sleep(0.1)
     assert Out.writes == 4 and out.getvalue().count("\n") == 5 + 1 + 150  # nothing twice, nothing lost
+
+
+async def _cli_tap(upstream: str, jsonl):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "siolab", "trace", upstream, "--jsonl", str(jsonl),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    first = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    assert "listening on http://127.0.0.1:" in first, first
+    return proc, first.split("listening on ")[1].split()[0]
+
+
+async def _stop(proc) -> str:
+    proc.send_signal(signal.SIGTERM)
+    rest = (await asyncio.wait_for(proc.stdout.read(), 20)).decode()
+    assert await proc.wait() == 0, (await proc.stderr.read()).decode()
+    return rest
+
+
+async def test_unusual_but_legal_values_reach_the_jsonl_file_and_load_back(tmp_path):
+    """python-socketio's JSON writes NaN, Infinity and a lone surrogate; the CLI lost the batch that held them."""
+    from siolab.trace import Trace
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    app = web.Application()
+    sio.attach(app)
+    odd = [float("nan"), float("inf"), 10 ** 40, "\ud800", "\x00", "\u202eabc"]
+
+    @sio.on("give")
+    async def give(sid):
+        await sio.emit("odd", odd, to=sid)
+        return odd
+
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    jsonl = tmp_path / "odd.jsonl"
+    proc, url = await _cli_tap(f"http://127.0.0.1:{runner.addresses[0][1]}", jsonl)
+    try:
+        client = socketio.AsyncClient()
+        got = asyncio.get_running_loop().create_future()
+        client.on("odd", lambda *args: got.set_result(args))
+        await client.connect(url, wait_timeout=5)
+        await client.call("give", timeout=5)
+        await asyncio.wait_for(got, 5)
+        await client.disconnect()
+        rest = await _stop(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await sio.shutdown()
+        await runner.cleanup()
+    lines = jsonl.read_text(encoding="utf-8").split("\n")[:-1]
+    assert f"stopped after {len(lines)} records" in rest and "not written" not in rest
+    trace = Trace.from_jsonl(jsonl)
+    assert len(trace) == len(lines)
+    event = trace.expect(event="odd", dir="s2c")
+    assert event.args[0][2:] == [10 ** 40, "\ud800", "\x00", "\u202eabc"]
+    assert [str(v) for v in event.args[0][:2]] == ["nan", "inf"]  # NaN and Infinity written as text
+
+
+async def test_a_compressed_answer_that_inflates_hugely_is_relayed_and_not_decoded(tmp_path):
+    """A polling answer of about half a MB that inflates to 512 MB: the tap relays the bytes unchanged, says
+    it did not decode them (with both sizes), stays small, and the next request gets its answer."""
+    import zlib
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"0" * (1024 * 1024)
+    bomb = deflate.compress(b"4") + b"".join(deflate.compress(zeros) for _ in range(512)) + deflate.flush()
+
+    async def poll(request):
+        if request.query.get("sid") == "bomb":
+            return web.Response(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+        return web.Response(text='0{"sid":"ok","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
+                            content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/socket.io/", poll)
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    jsonl = tmp_path / "bomb.jsonl"
+    proc, url = await _cli_tap(f"http://127.0.0.1:{runner.addresses[0][1]}", jsonl)
+    try:
+        import aiohttp
+        async with aiohttp.ClientSession(auto_decompress=False) as http:
+            async with http.get(url + "/socket.io/?EIO=4&transport=polling&sid=bomb") as r:
+                assert r.status == 200 and await r.read() == bomb  # relayed byte for byte
+            async with http.get(url + "/socket.io/?EIO=4&transport=polling", timeout=aiohttp.ClientTimeout(10)) as r:
+                assert r.status == 200 and '"sid":"ok"' in await r.text()
+        status = open(f"/proc/{proc.pid}/status").read()
+        peak_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+        await _stop(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await runner.cleanup()
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    (refused,) = [r for r in records if r["error"] and "too large to decode" in r["error"]]
+    assert f"{len(bomb)} gzip bytes inflate to" in refused["error"] and refused["http"]["status"] == 200
+    assert any(r["eio"] == "open" for r in records)
+    assert jsonl.stat().st_size < 100_000
+    assert peak_kb < 250_000, f"the tap's peak memory was {peak_kb} kB"
