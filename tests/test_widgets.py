@@ -347,7 +347,8 @@ def test_a_balanced_trace_gets_one_lane_per_server():
     if "server" not in Record.__slots__:
         pytest.skip("this Record has no server field")
     root = svg_tree(render_svg(list(t)))
-    names = [el.text for el in root.iter("{http://www.w3.org/2000/svg}text") if el.get("class") == "sq-text sq-lane-name"]
+    names = [el.text for el in root.iter("{http://www.w3.org/2000/svg}text")
+             if el.get("class") == "sq-text sq-lane-name"]
     assert names[:4] == ["alice", "alice", "bob", "bob"] and "s1" in names and "s2" in names and "server" not in names
 
 
