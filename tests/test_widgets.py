@@ -392,6 +392,7 @@ def test_explainer_keeps_wire_text_as_data():
 
 
 # ---------------------------------------------------------------- chat (a real lab over loopback)
+@pytest.mark.loopback  # starts its own lab
 async def test_chat_sends_real_emits_and_every_panel_gets_the_broadcast():
     lab = await siolab.start(ping_interval=1, ping_timeout=1)
     try:
@@ -429,6 +430,7 @@ async def test_chat_sends_real_emits_and_every_panel_gets_the_broadcast():
     assert not siolab.open_labs()
 
 
+@pytest.mark.loopback  # starts its own lab
 async def test_chat_rooms_keep_messages_apart():
     lab = await siolab.start(ping_interval=1, ping_timeout=1)
     try:
