@@ -60,7 +60,7 @@ def _sio_packet():
     return module
 
 
-def _with_fast_json(module):
+def _with_fast_json(module: Any) -> Any:
     """The library's packet module with its ``Packet`` given a JSON module that reuses one decoder.
 
     Both libraries read JSON through ``engineio.json.loads``, which builds a new decoder on every call
@@ -70,7 +70,7 @@ def _with_fast_json(module):
     """
     from engineio import json as engineio_json
     decoder = json.JSONDecoder(parse_int=getattr(engineio_json, "_safe_int", None))
-    decode, scan = decoder.decode, decoder.scan_once
+    decode, scan = decoder.decode, decoder.scan_once  # type: ignore[attr-defined]  # (not in typeshed)
 
     def fast_loads(text: str) -> Any:
         """``decoder.decode(text)``; when the value fills the text exactly (what the libraries send), without
@@ -179,7 +179,7 @@ def decode_eio(raw: str | bytes | bytearray) -> EioPacket:
         return EioPacket(raw=raw, error="empty packet: an Engine.IO packet starts with a type digit 0-6")
     if raw[0] == "b":
         try:
-            data = base64.b64decode(raw[1:], validate=True)
+            data: Any = base64.b64decode(raw[1:], validate=True)
         except (binascii.Error, ValueError):
             return EioPacket(raw=raw, type="message", binary=True,
                              error="'b' announces a base64 binary message, but the rest is not valid base64")
@@ -199,7 +199,7 @@ def decode_eio(raw: str | bytes | bytearray) -> EioPacket:
     except Exception as exc:  # the library's own parser refused it
         return EioPacket(raw=raw, error=f"Engine.IO parser: {exc}")
     name = EIO_TYPES[pkt.packet_type]
-    data: Any = raw[1:] if raw[1:] else None
+    data = raw[1:] if raw[1:] else None
     if name == "open":
         data = pkt.data
         if not isinstance(data, dict):
@@ -402,7 +402,7 @@ class Reassembler:
     attachments arrived so that its args can show them. Tags (e.g. timestamps) travel along.
     """
 
-    pending: tuple[Any, Decoded] | None = None
+    pending: tuple[Any, Decoded] | None = None  # a packet waiting for attachments: its sio is never None
     parts: list[tuple[Any, EioPacket]] = field(default_factory=list)
 
     def feed(self, pkt: EioPacket, tag: Any = None) -> list[tuple[Any, Decoded]]:
@@ -413,7 +413,7 @@ class Reassembler:
                                       "placeholder before it"))]
             self.parts.append((tag, pkt))
             head = self.pending[1]
-            if len(self.parts) == head.sio.attachments:
+            if len(self.parts) == head.sio.attachments:  # type: ignore[union-attr]
                 out.extend(self._complete())
             return out
         if self.pending is not None:
@@ -428,9 +428,9 @@ class Reassembler:
         return out
 
     def _complete(self) -> list[tuple[Any, Decoded]]:
-        tag, head = self.pending
+        tag, head = self.pending  # type: ignore[misc]  # (called only while a packet is pending)
         blobs = [p.data for _, p in self.parts]
-        args = fill_placeholders(head.sio.args, blobs)
+        args = fill_placeholders(head.sio.args, blobs)  # type: ignore[union-attr]
         out = [(tag, Decoded(eio=head.eio, sio=head.sio, args=args))]
         out += [(t, Decoded(eio=p, attachment_of=i)) for i, (t, p) in enumerate(self.parts)]
         self.pending, self.parts = None, []
@@ -441,9 +441,9 @@ class Reassembler:
         if self.pending is None:
             return []
         tag, head = self.pending
-        n = head.sio.attachments
+        n = head.sio.attachments  # type: ignore[union-attr]
         err = f"placeholder with no attachment: expected {n} attachment(s), got {len(self.parts)}; {why}"
-        out = [(tag, Decoded(eio=head.eio, sio=head.sio, args=head.sio.args, error=err))]
+        out = [(tag, Decoded(eio=head.eio, sio=head.sio, args=head.sio.args, error=err))]  # type: ignore[union-attr]
         out += [(t, Decoded(eio=p, attachment_of=i)) for i, (t, p) in enumerate(self.parts)]
         self.pending, self.parts = None, []
         return out
@@ -539,17 +539,17 @@ class Explanation:
         p.text(str(self))
 
 
-def _eio_field(pkt: EioPacket) -> Field:
+def _eio_field(pkt: EioPacket) -> Field:  # (of a packet that decoded: its type is not None)
     index = EIO_TYPES.index(pkt.type)
-    return Field("engine.io type", str(index), f"Engine.IO {index} {pkt.type.upper()}: {EIO_MEANING[pkt.type]}", 0, 1)
+    return Field("engine.io type", str(index), f"Engine.IO {index} {pkt.type.upper()}: {EIO_MEANING[pkt.type]}", 0, 1)  # type: ignore[union-attr,index]
 
 
-def _explain_sio(raw: str, offset: int, sio: SioPacket) -> list[Field]:
+def _explain_sio(raw: str, offset: int, sio: SioPacket) -> list[Field]:  # (of a packet that decoded)
     """Fields of a Socket.IO packet whose text starts at ``offset`` in ``raw``."""
     fields = []
     pos = offset
     index = SIO_TYPES.index(sio.type)
-    fields.append(Field("socket.io type", raw[pos], f"Socket.IO {index} {sio.type.upper()}: {SIO_MEANING[sio.type]}",
+    fields.append(Field("socket.io type", raw[pos], f"Socket.IO {index} {sio.type.upper()}: {SIO_MEANING[sio.type]}",  # type: ignore[union-attr,index]
                         pos, pos + 1))
     pos += 1
     if sio.attachments:

@@ -200,7 +200,8 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
         ".every(p => !/\\d/.test(p.textContent))")
     code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
     menu(page, "Run", "Run All Above Selected Cell")
-    started = "() => /\\[(\\*|\\d+)\\]/.test(document.querySelector('.jp-Notebook .jp-CodeCell .jp-InputPrompt').textContent)"
+    started = ("() => /\\[(\\*|\\d+)\\]/"
+               ".test(document.querySelector('.jp-Notebook .jp-CodeCell .jp-InputPrompt').textContent)")
     try:
         page.wait_for_function(started, timeout=10_000)
     except Exception:  # the menu click did not take (a busy machine): once more

@@ -39,7 +39,8 @@ print(json.dumps({
     "first": [_first.kind, _first.http["method"], _first.transport, sorted(query(_first))],
     "open": [_t.expect(client="browser", eio="open").transport],
     "connect": [(r.raw, r.transport, r.http["method"]) for r in _t.find(client="browser", dir="c2s", sio="connect")],
-    "ws": [(r.dir, r.raw) for r in _t.packets(client="browser", transport="websocket") if r.raw in ("2probe", "3probe", "5")],
+    "ws": [(r.dir, r.raw) for r in _t.packets(client="browser", transport="websocket")
+           if r.raw in ("2probe", "3probe", "5")],
     # a 6 on polling only answers a GET, and only once the WebSocket exists (there may be none: the GET
     # pending during the probe may already have come back with the CONNECT answer)
     "polling_noops_after_ws": all(n.http["method"] == "GET" and n.t >= _ws.t for n in _noops),
@@ -58,7 +59,8 @@ print(json.dumps({
 
 
 def lab_records(kernel, client: str) -> list:
-    return json.loads(kernel.run(f"import json; print(json.dumps([str(r) for r in lab.trace.find(client={client!r})]))"))
+    code = f"import json; print(json.dumps([str(r) for r in lab.trace.find(client={client!r})]))"
+    return json.loads(kernel.run(code))
 
 
 def _report(kernel) -> dict:
@@ -156,7 +158,8 @@ def test_browser_client_lesson_in_a_real_browser(tmp_path, capsys, base_url):
                     for _ in range(50):
                         again = kernel.run('print(len(lab.trace.find(client="browser", eio="open")), '
                                            'len(lab.trace.find(client="browser", dir="c2s", eio="upgrade")), '
-                                           '[r.raw for r in lab.trace.find(client="browser", dir="c2s", sio="disconnect")])')
+                                           '[r.raw for r in lab.trace.find(client="browser", dir="c2s", '
+                                           'sio="disconnect")])')
                         if again.startswith("2 2"):
                             break
                         time.sleep(0.1)

@@ -129,6 +129,7 @@ async def test_records_before_the_widget_belong_to_someone_else(lab):
     assert browser.records() == [] and await browser.wait_connected(timeout=0.1) is False
 
 
+@pytest.mark.loopback  # starts its own lab
 async def test_stop_close_and_a_closed_lab_each_stop_the_page_client_once():
     lab = await siolab.start(ping_interval=1, ping_timeout=1)
     browser = lab.browser_client("browser")
@@ -252,6 +253,7 @@ async def test_the_page_origin_is_accepted_behind_jupyter_server_proxy_and_tls(l
         await ws.close()
 
 
+@pytest.mark.loopback  # starts its own lab
 async def test_naming_origins_replaces_the_default():
     lab = await siolab.start(ping_interval=1, ping_timeout=1, cors_allowed_origins=["http://localhost:3000"])
     try:

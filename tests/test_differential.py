@@ -113,22 +113,24 @@ def test_canonical_socketio_examples_agree():
             assert o == t, (raw, o, t)
 
 
+def _collect_blobs(x, blobs: list[bytes]) -> None:
+    """Append the bytes of every {"$bin": [...]} in ``x`` (the vectors' notation for an attachment), in order."""
+    if isinstance(x, dict) and set(x) == {"$bin"}:
+        blobs.append(bytes(x["$bin"]))
+    elif isinstance(x, dict):
+        for y in x.values():
+            _collect_blobs(y, blobs)
+    elif isinstance(x, list):
+        for y in x:
+            _collect_blobs(y, blobs)
+
+
 def test_binary_examples_agree_once_attachments_arrive():
     for v in VECTORS["socketio_packets_without_engineio_prefix"]:
         if v["type"] not in (5, 6):
             continue
-        blobs = []
-
-        def collect(x):
-            if isinstance(x, dict) and set(x) == {"$bin"}:
-                blobs.append(bytes(x["$bin"]))
-            elif isinstance(x, dict):
-                for y in x.values():
-                    collect(y)
-            elif isinstance(x, list):
-                for y in x:
-                    collect(y)
-        collect(v["data"])
+        blobs: list[bytes] = []
+        _collect_blobs(v["data"], blobs)
         t, = official([{"kind": "sio", "raw": v["enc"],
                         "attachments_b64": [base64.b64encode(b).decode() for b in blobs]}])
         o = ours_sio(v["enc"], blobs)

@@ -9,8 +9,9 @@ from siolab.record import LazyRecord, Record, lazy_packet, new_lazy, new_record
 
 
 def test_a_record_made_fast_equals_one_made_by_the_class():
-    values = dict(t=1.5, kind="http", dir="s2c", transport="polling", http={"method": "GET", "path": "/", "status": 200},
-                  raw="OK", note="n", sid="abc", client="alice", args=[1, {"a": 2}], ack=3, attachments=1)
+    values = dict(t=1.5, kind="http", dir="s2c", transport="polling",
+                  http={"method": "GET", "path": "/", "status": 200}, raw="OK", note="n", sid="abc", client="alice",
+                  args=[1, {"a": 2}], ack=3, attachments=1)
     fast, slow = new_record(**values), Record(**values)
     assert type(fast) is Record and fast == slow
     assert [getattr(fast, f.name) for f in dataclasses.fields(Record)] == \

@@ -69,7 +69,7 @@ def check_sio(pkt):
     assert pkt.type in SIO_TYPES + (None,)
     if pkt.type is None:
         assert pkt.error
-    pkt.event, pkt.args  # the properties never raise
+    _ = pkt.event, pkt.args  # the properties never raise
 
 
 def check_explanation(e):
@@ -179,7 +179,8 @@ def test_engineio_packets_round_trip(ptype, data):
 
 @FUZZ
 @given(st.lists(st.sampled_from(range(1, 7)).map(lambda t: eio_packet.Packet(t, "x" if t == 4 else None))
-                | st.binary(max_size=5).map(lambda b: eio_packet.Packet(eio_packet.MESSAGE, b)), min_size=1, max_size=20))
+                | st.binary(max_size=5).map(lambda b: eio_packet.Packet(eio_packet.MESSAGE, b)),
+                min_size=1, max_size=20))
 def test_polling_bodies_round_trip(pkts):
     body = "\x1e".join(p.encode(b64=True) for p in pkts)
     packets, error = decode_payload(body)

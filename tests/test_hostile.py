@@ -376,6 +376,7 @@ async def test_two_long_polls_at_once(hostile):
 # ------------------------------------------------------------ a server that is not Socket.IO
 
 
+@pytest.mark.loopback  # its own upstream server and tap
 async def test_a_server_answering_html_is_recorded_and_said():
     async def not_found(request):
         return web.Response(status=404, text="<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>",

@@ -224,9 +224,10 @@ def test_socketio_messages_skip_the_engineio_parser_with_the_same_result(raw):
     assert pkt.error is None and pkt.raw == raw
 
 
-@pytest.mark.parametrize("text", ['2["chat","hi"]', "0", '0{"token":"x"}', '34["x"]', "1", '51-["b",{"_placeholder":true,"num":0}]',
-                                  '2/admin,1["x"]', '2/admin?x=1,["y"]', "2" + "9" * 120, '2["x"]junk', "2[", '12-["x"]',
-                                  "4\"nope\"", '2' + '1' * 101 + '["x"]', '3' + '[' * 300 + ']' * 300, "5" + "9" * 12 + "-[]"])
+@pytest.mark.parametrize("text", [
+    '2["chat","hi"]', "0", '0{"token":"x"}', '34["x"]', "1", '51-["b",{"_placeholder":true,"num":0}]',
+    '2/admin,1["x"]', '2/admin?x=1,["y"]', "2" + "9" * 120, '2["x"]junk', "2[", '12-["x"]',
+    "4\"nope\"", '2' + '1' * 101 + '["x"]', '3' + '[' * 300 + ']' * 300, "5" + "9" * 12 + "-[]"])
 def test_the_socketio_parse_short_cut_is_the_library_constructor(text):
     """protocol's parse skips Packet's constructor (its look for binary data in data that is not there yet) and
     calls the library's decode: every attribute, or the exception, must be the constructor's."""

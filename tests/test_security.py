@@ -80,6 +80,7 @@ async def test_same_origin_only_a_foreign_origin_is_refused_and_explained(lab):
     assert "cors_allowed_origins" in siolab.Lab.__doc__
 
 
+@pytest.mark.loopback  # starts its own lab
 async def test_cors_opens_only_to_the_origins_named():
     lab = await siolab.start(ping_interval=1, ping_timeout=1, cors_allowed_origins=["http://localhost:8888"])
     try:

@@ -347,7 +347,8 @@ def test_a_balanced_trace_gets_one_lane_per_server():
     if "server" not in Record.__slots__:
         pytest.skip("this Record has no server field")
     root = svg_tree(render_svg(list(t)))
-    names = [el.text for el in root.iter("{http://www.w3.org/2000/svg}text") if el.get("class") == "sq-text sq-lane-name"]
+    names = [el.text for el in root.iter("{http://www.w3.org/2000/svg}text")
+             if el.get("class") == "sq-text sq-lane-name"]
     assert names[:4] == ["alice", "alice", "bob", "bob"] and "s1" in names and "s2" in names and "server" not in names
 
 
@@ -391,6 +392,7 @@ def test_explainer_keeps_wire_text_as_data():
 
 
 # ---------------------------------------------------------------- chat (a real lab over loopback)
+@pytest.mark.loopback  # starts its own lab
 async def test_chat_sends_real_emits_and_every_panel_gets_the_broadcast():
     lab = await siolab.start(ping_interval=1, ping_timeout=1)
     try:
@@ -428,6 +430,7 @@ async def test_chat_sends_real_emits_and_every_panel_gets_the_broadcast():
     assert not siolab.open_labs()
 
 
+@pytest.mark.loopback  # starts its own lab
 async def test_chat_rooms_keep_messages_apart():
     lab = await siolab.start(ping_interval=1, ping_timeout=1)
     try:

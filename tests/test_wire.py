@@ -1,7 +1,9 @@
 """siolab.wire: HTTP/1.1 heads, body framing, chunked bodies and WebSocket frames, checked against h11 and wsproto."""
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import h11
 import pytest
@@ -758,11 +760,39 @@ def test_repeated_heads_are_parsed_once_and_give_the_same_answer():
 
 
 def test_the_head_cache_is_bounded_and_never_remembers_an_error():
-    for i in range(wire.HEAD_CACHE * 3):
+    for i in range(wire.http.HEAD_CACHE * 3):
         wire.parse_request(b"GET /?t=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
-        assert len(wire._requests) <= wire.HEAD_CACHE
+        assert len(wire.http._requests) <= wire.http.HEAD_CACHE
     bad = b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"
     for _ in range(2):
         with pytest.raises(wire.WireError):
             wire.parse_request(bad)
-    assert bad not in wire._requests
+    assert bad not in wire.http._requests
+
+
+# Every public name of siolab/wire.py before it became a package; relay.py and tap.py say wire.<name>.
+PUBLIC_BEFORE_THE_SPLIT = {
+    "WireError", "MAX_HEAD", "MAX_CHUNK_LINE", "HEAD_CACHE", "head_end", "Request", "Response", "parse_request",
+    "parse_response", "request_body", "response_body", "ChunkedReader", "Frame", "OPCODES", "FrameReader",
+    "build_frame", "close_frame_payload", "parse_close", "strip_query_param",
+}
+
+
+def test_the_package_keeps_every_public_name_of_the_module_it_was():
+    assert set(wire.__all__) == PUBLIC_BEFORE_THE_SPLIT - {"MAX_CHUNK_LINE", "HEAD_CACHE"}  # as it was
+    for name in PUBLIC_BEFORE_THE_SPLIT:
+        home = wire.websocket if hasattr(wire.websocket, name) else wire.http
+        assert getattr(wire, name) is getattr(home, name), name
+    assert wire.WireError is wire.errors.WireError and wire.WireError.__module__ == "siolab.wire"
+
+
+def test_every_wire_name_the_package_uses_exists():
+    """``wire.<name>`` anywhere in siolab/ or tests/ (read as code, not text) names something the package has."""
+    root = Path(__file__).resolve().parent.parent
+    used = set()
+    for path in [*(root / "siolab").rglob("*.py"), *(root / "tests").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "wire":
+                used.add(node.attr)
+    assert {"Request", "FrameReader", "WireError", "parse_close", "build_frame"} <= used  # the scan sees them
+    assert {name for name in used if not hasattr(wire, name)} == set()
