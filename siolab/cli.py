@@ -46,9 +46,9 @@ class _Printer:
             self._handle = None
         records, self.records = self.records, []
         if records:
-            self.out.write("\n".join([str(r) for r in records]) + "\n")
-            if self.jsonl is not None:
+            if self.jsonl is not None:  # the file first: a line on the terminal is in the file already
                 self._write_jsonl(records)
+            self.out.write("\n".join([str(r) for r in records]) + "\n")
         self.out.flush()
 
     def _write_jsonl(self, records: list[Record]) -> None:
@@ -66,7 +66,7 @@ async def trace_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> 
     upstream = upstream_of(args.url)
     layer = "engine.io" if args.engineio else "socket.io"
     trace = Trace(limit=args.limit)
-    jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None
+    jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None  # noqa: ASYNC230 - once, before serving
     printer = _Printer(out, jsonl)
     trace.subscribe(printer)
     tap = Tap(upstream, trace, host=args.host, port=args.listen or 0, layer=layer)

@@ -36,7 +36,7 @@ def _twin(cls: type) -> type:
 
 def constructor(cls: type) -> Callable[..., Any]:
     """``cls(**values)``, faster (keyword arguments only: the hot paths name every field)."""
-    base = next((c for c in cls.__mro__ if "__dataclass_params__" in c.__dict__), None)
+    base: Any = next((c for c in cls.__mro__ if "__dataclass_params__" in c.__dict__), None)
     if base is None or not (base.__dataclass_params__.frozen and "__slots__" in base.__dict__):
         raise TypeError(f"{cls.__name__} is not a frozen slots dataclass (or a subclass of one)")
     if hasattr(cls, "__post_init__"):

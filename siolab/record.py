@@ -133,7 +133,7 @@ class Record:
 
 FIELDS = tuple(f.name for f in fields(Record))
 # (eio, sio) -> the words a record's meaning starts with (the usual pairs, worked out once)
-_TYPE_WORDS = {(eio, sio): " ".join(p.upper() for p in (eio, sio) if p)
+_TYPE_WORDS: dict[tuple[str | None, str | None], str] = {(eio, sio): " ".join(p.upper() for p in (eio, sio) if p)
                for eio in protocol.EIO_TYPES for sio in (None, *protocol.SIO_TYPES)}
 
 new_record = constructor(Record)  # Record(**values), faster: the tap makes one or more per packet
@@ -201,6 +201,7 @@ class LazyRecord(_Worked):
     """
 
     __slots__ = ("_pending",)  # a function record -> {field: value} for the fields not known yet
+    _pending: Callable[[Record], dict]
 
     def _resolve(self) -> None:
         try:
@@ -227,7 +228,7 @@ def _lazy_property(name: str) -> property:
 
     def get(self: LazyRecord) -> Any:
         try:
-            self._pending
+            _ = self._pending
         except AttributeError:  # made by Record's __init__ (LazyRecord(...)): every field was given
             return slot.__get__(self)
         self._resolve()
@@ -247,7 +248,7 @@ new_lazy = constructor(LazyRecord)  # as new_record, plus ``_pending``: the lazy
 
 def decode_packet_fields(record: Record) -> dict:
     """The fields of a Socket.IO packet's record (``'4' + packet`` in ``raw``) that come from its JSON."""
-    sio = protocol.decode_sio(record.raw[1:])
+    sio = protocol.decode_sio((record.raw or "")[1:])
     return {"sio": sio.type, "nsp": sio.nsp, "ack": sio.ack, "event": sio.event, "args": sio.args,
             "error": sio.error}
 

@@ -73,7 +73,7 @@ class Exchange:
         self.transport, self.method, self.body, self.req_http, self.key = transport, method, body, req_http, key
         self.session, self.server = session, server
         self.long_poll = session is not None and method == "GET"
-        self.overlap = self.long_poll and session.polls > 0
+        self.overlap = session is not None and self.long_poll and session.polls > 0
         self.body_error: str | None = None
         self.body_packets = 0
         self.body_record: Record | None = None  # the usual POST's one packet (a LazyRecord: valid when read)
@@ -200,11 +200,11 @@ class Recorder:
 
     def poll_started(self, exchange: Exchange) -> None:
         """The request goes to the server now (a long-poll is pending from here)."""
-        if exchange.long_poll:
+        if exchange.long_poll and exchange.session is not None:
             exchange.session.polls += 1
 
     def poll_ended(self, exchange: Exchange) -> None:
-        if exchange.long_poll:
+        if exchange.long_poll and exchange.session is not None:
             exchange.session.polls -= 1
 
     def response(self, exchange: Exchange, *, status: int, content_type: str | None, content_encoding: str | None,
@@ -389,8 +389,9 @@ class Recorder:
             if client:
                 self.names[sid] = client
             max_payload = pkt.data.get("maxPayload")
-            if isinstance(max_payload, int) and not isinstance(max_payload, bool):
-                self.session(sid).max_payload = max_payload
+            session = self.session(sid)
+            if isinstance(max_payload, int) and not isinstance(max_payload, bool) and session is not None:
+                session.max_payload = max_payload
         session = self._sessions.get(sid) if sid else None
         if session is not None:
             if dir in session.closed and error is None:

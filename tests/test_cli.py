@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import socketio
 from aiohttp import web
@@ -62,7 +63,7 @@ async def test_trace_command_relays_flushes_and_stops_on_sigterm(tmp_path):
         await client.disconnect()
         # lines arrive while the tap runs (written per burst of records)
         seen = ""
-        while '43' not in seen:
+        while '431["hi"]' not in seen:  # (not just "43": a line's time may read 0.043)
             seen += (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         records = [json.loads(line) for line in jsonl.read_text().splitlines()]
         assert any(r["eio"] == "open" for r in records)
@@ -123,6 +124,11 @@ async def _cli_tap(upstream: str, jsonl):
     first = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
     assert "listening on http://127.0.0.1:" in first, first
     return proc, first.split("listening on ")[1].split()[0]
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
 
 
 async def _stop(proc) -> str:
@@ -202,8 +208,7 @@ async def test_a_compressed_answer_that_inflates_hugely_is_relayed_and_not_decod
                 assert r.status == 200 and await r.read() == bomb  # relayed byte for byte
             async with http.get(url + "/socket.io/?EIO=4&transport=polling", timeout=aiohttp.ClientTimeout(10)) as r:
                 assert r.status == 200 and '"sid":"ok"' in await r.text()
-        status = open(f"/proc/{proc.pid}/status").read()
-        peak_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+        peak_kb = _peak_rss_kb(proc.pid)
         await _stop(proc)
     finally:
         if proc.returncode is None:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from siolab import protocol, relay, wire
+from siolab import wire
 from siolab.recorder import Recorder
 from siolab.tap import Tap
 from siolab.trace import FIELDS, LazyRecord, Trace

@@ -198,7 +198,8 @@ async def test_non_socketio_http_is_recorded_and_said(lab):
             assert resp.status == 404
     page = lab.trace.expect(kind="http", dir="s2c", where=lambda r: r.http["path"] == "/index.html")
     assert page.http["status"] == 404 and page.error is None
-    assert "not an Engine.IO request" in lab.trace.expect(kind="http", dir="c2s", where=lambda r: r.http["path"] == "/index.html").note
+    asked = lab.trace.expect(kind="http", dir="c2s", where=lambda r: r.http["path"] == "/index.html")
+    assert "not an Engine.IO request" in asked.note
 
 
 async def test_tap_strips_its_client_name_and_keeps_host(lab):

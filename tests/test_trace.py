@@ -1,4 +1,5 @@
 """The Trace store: bounds, filters, waiting, listeners, JSON Lines export and untrusted import."""
+import dataclasses
 import asyncio
 import json
 
@@ -209,7 +210,7 @@ def test_a_lazy_record_copies_pickles_and_replaces_as_a_record():
         assert other == got and type(other) is Record and other.event == "echo"
     changed = replace(lazy('421["echo","x"]'), note="held")
     assert changed.note == "held" and changed.event == "echo" and changed.args == ["x"] and changed.ack == 1
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         got.event = "other"  # frozen, like any Record
     hashable = lazy("40", http=None)
     assert hash(hashable) == hash(decoded("40"))

@@ -138,7 +138,7 @@ class ChatWidget(anywidget.AnyWidget):
             self._set_state(name, "connecting")
             await self.lab.connect(client)
             # one user at a time, each with its first list before the next joins: a trace you can predict
-            await self._wait(lambda: self.lists[name] > 0, timeout)
+            await self._wait(lambda name=name: self.lists[name] > 0, timeout)
         self._refresh()
         return self
 
