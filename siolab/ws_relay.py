@@ -16,15 +16,28 @@ from .recorder import Recorder, Stream
 from .record import Record
 from .trace import Trace
 
+#: The largest WebSocket message the tap reads (a frame, or a fragmented message in all). Past it the tap says
+#: so and relays the rest of that direction unread: both official servers close the connection (1009) at their
+#: maxPayload, 1 MB by default, long before.
+MAX_MESSAGE = 16 * 1024 * 1024
+
 
 class _Fragments:
     """A fragmented message so far: its opcode, its payloads, and the raw frames held back (unless ``sent``:
     they went on as they came)."""
 
-    __slots__ = ("opcode", "payloads", "held", "sent")
+    __slots__ = ("opcode", "payloads", "held", "sent", "size")
 
     def __init__(self, opcode: int, payload: bytes, sent: bool) -> None:
         self.opcode, self.payloads, self.held, self.sent = opcode, [payload], [], sent
+        self.size = len(payload)
+
+    def add(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+        self.size += len(payload)
+        if self.size > MAX_MESSAGE:
+            raise wire.WireError(f"a fragmented WebSocket message of more than {MAX_MESSAGE} bytes, more than "
+                                 f"the tap reads")
 
 
 class _Direction:
@@ -36,7 +49,7 @@ class _Direction:
         self.name = name
         self.src = src  # where this direction's frames come from
         self.lane = relay.Lane(dst, src)  # where they go (in order, possibly held)
-        self.reader = wire.FrameReader()
+        self.reader = wire.FrameReader(MAX_MESSAGE)
         self.fragments: _Fragments | None = None
         self.parse = parse  # False: relay bytes only
         self.chunks = False  # chunks go on as they came and are framed later (a batching tap, no fault)
@@ -107,8 +120,13 @@ class WebSocketRelay:
             return
         for frame in frames:
             self._frame(d, frame)
+        if not d.parse:  # a frame made the tap stop reading: what the reader held goes on, unread
+            d.lane.send(d.reader.pending()[d.skip:])
+            d.skip = 0
 
     def _stop_reading(self, d: _Direction, exc: wire.WireError) -> None:
+        if not d.parse:
+            return
         d.parse = False
         self._note(d.name, f"not a WebSocket frame: {exc}; the tap relays the rest of this direction without "
                            f"reading it")
@@ -143,6 +161,8 @@ class WebSocketRelay:
 
     def _frame_sent(self, d: _Direction, frame: wire.Frame, gone: bool, t: float) -> None:
         """Record what a frame that already went on says (messages, fragments, close)."""
+        if not d.parse:
+            return
         op = frame.opcode
         if op >= 8:
             if op == 8:
@@ -158,13 +178,21 @@ class WebSocketRelay:
         if fragments is None:
             self._note(d.name, notes.LONE_CONTINUATION)
             return
-        fragments.payloads.append(frame.payload)
+        try:
+            fragments.add(frame.payload)
+        except wire.WireError as exc:  # (what went on stays relayed; the rest goes unread)
+            d.fragments = None
+            self._stop_reading(d, exc)
+            return
         if frame.fin:
             d.fragments = None
             self._record_message(d, fragments.opcode, b"".join(fragments.payloads), gone, t)
 
     def _frame(self, d: _Direction, frame: wire.Frame) -> None:
         """A frame read before it goes on."""
+        if not d.parse:  # the tap stopped reading this direction (a frame earlier in this chunk)
+            d.lane.send(frame.raw)
+            return
         if d.skip:  # its beginning went on while the tap relayed chunks: the rest follows, unchanged
             skip, d.skip = d.skip, 0
             d.lane.send(frame.raw[skip:])
@@ -192,7 +220,15 @@ class WebSocketRelay:
             self._note(d.name, notes.LONE_CONTINUATION)
             d.lane.send(frame.raw)
             return
-        fragments.payloads.append(frame.payload)
+        try:
+            fragments.add(frame.payload)
+        except wire.WireError as exc:  # what was held goes on with this frame, and the rest unread
+            d.fragments = None
+            if not fragments.sent:
+                d.lane.send(b"".join(fragments.held))
+            d.lane.send(frame.raw)
+            self._stop_reading(d, exc)
+            return
         if fragments.sent:
             d.lane.send(frame.raw)
         else:

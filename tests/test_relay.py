@@ -959,6 +959,32 @@ async def test_bad_frame_after_a_held_fragment_loses_no_bytes(net):
     assert peer.ws_bytes == fragment + weird
 
 
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one frame", "fragments"])
+@pytest.mark.parametrize("faulty", [False, True], ids=["passive", "fault on"])
+async def test_a_message_over_the_tap_s_bound_is_relayed_unread_and_said(net, monkeypatch, fragmented, faulty):
+    """Past ws_relay.MAX_MESSAGE the tap does not buffer a message: it says so, and relays that message and
+    everything after it in that direction byte for byte, unread (the other direction is still read)."""
+    from siolab import ws_relay
+    monkeypatch.setattr(ws_relay, "MAX_MESSAGE", 1000)
+    up = await net.upstream(ws_server())
+    tap = await net.tap(up)
+    if faulty:
+        tap.delay(0.01, dir="s2c")  # a fault switch is on: frames are read before they go on
+    client, _ = await ws_open(net, tap)
+    big = b'42["' + b"x" * 2000 + b'"]'
+    frames = (text(big[:700], fin=False) + text(big[700:1400], fin=False, opcode=0) + text(big[1400:], opcode=0)
+              if fragmented else text(big))
+    after = text('42["after"]')
+    await client.send(text('42["before"]') + frames + after)
+    peer = up.peers[0]
+    await eventually(lambda: peer.ws_bytes.endswith(after), what="everything upstream")
+    assert peer.ws_bytes == text('42["before"]') + frames + after
+    said = await tap.trace.wait_for(timeout=T, kind="ws", dir="c2s",
+                                    where=lambda r: "relays the rest of this direction" in (r.error or ""))
+    assert ("more than the tap reads" if fragmented else "over the 1000-byte limit") in said.error
+    assert tap.trace.first(dir="c2s", raw='42["before"]') and not tap.trace.first(dir="c2s", raw='42["after"]')
+
+
 async def test_good_frame_before_a_bad_one_in_the_same_write_is_recorded(net):
     up = await net.upstream(ws_server())
     tap = await net.tap(up)
