@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import socketio
-from aiohttp import web
 
+from .instrument import Instruments
+from .process import ServerProcess
+from .server import TracedServer
 from .tap import CLIENT_HEADER, Tap
 from .trace import Record, Trace
 
@@ -190,32 +192,35 @@ class PlainServer:
     name = "plain"
 
     def __init__(self, *, ping_interval: float = 25, ping_timeout: float = 20, **server_options: Any) -> None:
-        from .lab import _logger, _Tasks  # the lab's log-to-trace and task bookkeeping, shared
-
         self.trace = Trace()
-        log = _logger(self.trace, "siolab.plain", None, "server")
-        self.server = socketio.AsyncServer(async_mode="aiohttp", ping_interval=ping_interval,
-                                           ping_timeout=ping_timeout, logger=log, engineio_logger=log,
-                                           **server_options)
-        self._tasks = _Tasks(self.trace, None, "server")
-        self._tasks.track(self.server.eio)
-        self.app = web.Application()
-        self.server.attach(self.app)
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
+        # the lab's log-to-trace and task bookkeeping; no siolab fix, and no record of each session's end
+        instruments = Instruments(self.trace, "server", logger_name="siolab.plain", sessions=False)
+        self.server = TracedServer(async_mode="aiohttp", ping_interval=ping_interval, ping_timeout=ping_timeout,
+                                   instruments=instruments, **server_options)
+        self.process = ServerProcess(self.server, self.trace, host="127.0.0.1")
         self.closed = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.process.url
 
     server_url = url
 
+    @property
+    def app(self):
+        """The aiohttp app the server runs in (once started)."""
+        return self.process.app
+
+    @property
+    def port(self) -> int | None:
+        return self.process.port
+
+    @port.setter
+    def port(self, port: int | None) -> None:  # where it listens next (a free one: None)
+        self.process.port = port
+
     async def start(self) -> "PlainServer":
-        self._runner = web.AppRunner(self.app, shutdown_timeout=0.5, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
+        await self.process.start()
         _running.add(self)
         return self
 
@@ -224,19 +229,7 @@ class PlainServer:
         if self.closed:
             return
         self.closed = True
-        for sock in list(self.server.eio.sockets.values()):
-            try:
-                await asyncio.wait_for(sock.close(wait=False, abort=True), 0.5)
-            except Exception:
-                pass
-        try:
-            await asyncio.wait_for(self.server.shutdown(), 1.0)
-        except Exception:
-            pass
-        await self._tasks.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.process.stop()
         _running.discard(self)
 
     async def __aenter__(self) -> "PlainServer":
