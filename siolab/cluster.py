@@ -1,12 +1,11 @@
 """Several Socket.IO servers on one broker, behind a load-balancing tap.
 
-``await siolab.start(servers=2)`` starts a Redis-compatible broker as a child process, N
-python-socketio servers (A, B, ...), each on its own port with its own ``AsyncRedisManager``
-on the broker, so emits, rooms and broadcasts cross servers, and a ``BalancingTap`` in front
-that records like the tap and names in each record the server the exchange went to. A
-subscriber on the managers' channel puts every broker message into the same trace.
-
-The broker, its manager and the watch on its channel are in ``siolab.broker``.
+``await siolab.start(servers=2)`` starts a Redis-compatible broker as a child process
+(``siolab.broker``), N python-socketio servers (A, B, ...), each on its own port with its own
+``AsyncRedisManager`` on the broker, so emits, rooms and broadcasts cross servers, and a
+``BalancingTap`` in front that records like the tap and names in each record the server the
+exchange went to. A subscriber on the managers' channel puts every broker message into the same
+trace. Each server's own records (its log, its sessions' ends, its handlers' exceptions) name it too.
 """
 from __future__ import annotations
 
@@ -17,14 +16,14 @@ import time
 from typing import Any, Callable, Iterator
 
 import socketio
-from aiohttp import web
 
+from .base import BaseLab
 from .broker import (BROKER_NAMES, Broker, BrokerManager, BrokerWatch, describe_message, find_broker,
                      kill_quietly)
-from .lab import Lab, _logger, _open, _record_disconnects, _Tasks
+from .process import ServerProcess
 from .server import SpecServer
 from .tap import Tap
-from .trace import EXCHANGE_SERVER, Record, Trace
+from .trace import Record, Trace
 
 CHANNEL = "socketio"  # python-socketio's default pub/sub channel
 POLICIES = ("round-robin", "sticky")
@@ -44,84 +43,38 @@ asyncio.run(main(*json.loads(sys.argv[1])))
 
 
 # ---------------------------------------------------------------- one server, the group
-class Member:
+
+
+class Member(ServerProcess):
     """One server of the cluster, as if it were its own process: a SpecServer with its own
-    BrokerManager, aiohttp app, port and background tasks."""
+    BrokerManager, aiohttp app, port and background tasks; its records name it."""
 
     def __init__(self, lab: "Cluster", name: str) -> None:
-        self.name, self.host, self.trace = name, lab.host, lab.trace
-        log = _logger(lab.trace, f"siolab.server.{name}", None, f"server {name}", lab._name_of)
-        self.manager = BrokerManager(lab.broker.url, channel=lab.channel, logger=log)
-        self.server = SpecServer(async_mode="aiohttp", logger=log, engineio_logger=log,
-                                 client_manager=self.manager, **lab._server_options)
-        self.tasks = _Tasks(lab.trace, None, f"server {name}")
-        self.tasks.track(self.server.eio)
-        _record_disconnects(self.server.eio, lab.trace, f"server {name}", lab._name_of)
-        self.app: web.Application | None = None
-        self.runner: web.AppRunner | None = None
-        self.port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.runner is not None
+        instruments = lab.server_instruments(f"server {name}", logger_name=f"siolab.server.{name}", server=name)
+        self.manager = BrokerManager(lab.broker.url, channel=lab.channel, logger=instruments.logger)
+        server = SpecServer(async_mode="aiohttp", client_manager=self.manager, instruments=instruments,
+                            **lab._server_options)
+        super().__init__(server, lab.trace, host=lab.host, name=name)
 
     def __repr__(self) -> str:
         return f"<server {self.name} {self.url} {len(self.server.eio.sockets)} sessions>"
 
     async def start(self) -> None:
         """Listen (on the same port again after a stop) and subscribe to the broker."""
-        # In a task of its own, so that setting EXCHANGE_SERVER stays here: the connections this server
-        # accepts, its handlers and its listener inherit it, and every record they make names the server.
-        await asyncio.ensure_future(self._start())
-
-    async def _start(self) -> None:
-        EXCHANGE_SERVER.set(self.name)
-        self.app = web.Application()
-        self.server.attach(self.app)
-        self.runner = web.AppRunner(self.app, shutdown_timeout=0.5, handle_signals=False, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port or 0, reuse_address=True)
-        restart = self.port is not None
-        await site.start()
-        self.port = self.runner.addresses[0][1]
+        await super().start()
         # python-socketio subscribes on the first connection; the lab does it now, so a broadcast from
         # another server reaches this one from the start.
         self.server.manager_initialized = True
         self.manager.initialize()
-        if restart:
-            self.trace.add(kind="log", server=self.name, note=f"server {self.name} started again: {self.url}")
 
-    async def stop(self, crash: bool = False) -> None:
-        """Stop serving: close the sessions (``crash``: drop every connection at once, as a dying
-        process would), the listener and broker connections, the tasks, the port."""
-        runner, self.runner = self.runner, None
-        eio = self.server.eio
-        if crash and runner is not None:
-            for site in list(runner.sites):
-                await site.stop()
-            for handler in list(runner.server.connections if runner.server is not None else ()):
-                if handler.transport is not None:
-                    handler.transport.abort()
-            self.trace.add(kind="log", server=self.name, note=f"server {self.name} stopped (crashed)")
-        for sock in list(eio.sockets.values()):
-            try:  # bounded: closing right after a WebSocket close can hang
-                await asyncio.wait_for(sock.close(wait=False, abort=crash, reason=eio.reason.TRANSPORT_CLOSE
-                                                  if crash else eio.reason.SERVER_DISCONNECT), 0.5)
-            except Exception:
-                pass
-        eio.sockets.clear()
+    async def end_work(self) -> None:
+        """python-socketio's shutdown, the manager's listener and broker connections, the tasks left."""
         try:
             await asyncio.wait_for(self.server.shutdown(), 1.0)
         except (asyncio.TimeoutError, Exception):
             pass
         await self.manager.close()
-        await self.tasks.cancel()
-        if runner is not None:
-            await runner.cleanup()
+        await self.server.instruments.tasks.cancel()
 
 
 class Servers:
@@ -229,7 +182,7 @@ def _policy(policy: str) -> str:
 # ---------------------------------------------------------------- the cluster
 
 
-class Cluster(Lab):
+class Cluster(BaseLab):
     """A lab with N servers (A, B, ...) sharing a broker, behind a balancing tap.
 
     ``lab.servers`` (``lab.server`` is the same group): handlers registered on it are registered on
@@ -247,7 +200,7 @@ class Cluster(Lab):
         self._own_broker = not isinstance(broker, Broker)  # a Broker passed in is the caller's to stop
         self.broker = broker if isinstance(broker, Broker) else Broker(broker, host=self.host, trace=self.trace)
         self.members: list[Member] = []
-        self.server = self.servers = Servers(self.members)  # Lab.__init__'s single server is not used
+        self.server = self.servers = Servers(self.members)
         self.watch: BrokerWatch | None = None
 
     def _publishers(self) -> dict[str, str]:
@@ -262,24 +215,23 @@ class Cluster(Lab):
     def server_urls(self) -> dict[str, str]:
         return {m.name: m.url for m in self.members}
 
-    async def open(self) -> "Cluster":
-        try:
-            await self.broker.start()
-            if self._watch_broker:
-                self.watch = BrokerWatch(self.broker.url, self.channel, self.trace, self._publishers)
-                await self.watch.start()
-            for i in range(self._count):
-                member = Member(self, chr(ord("A") + i))
-                self.members.append(member)
-                await member.start()
-            await self.wait_subscribed()
-            self.tap = await BalancingTap(self.server_urls, self.trace, host=self.host, policy=self.policy,
-                                          batch=True).start()
-        except BaseException:
-            await self.close()
-            raise
-        _open.add(self)
-        return self
+    async def _start_servers(self) -> None:
+        """The broker, the watch on its channel, then the servers, each subscribed before the tap starts."""
+        await self.broker.start()
+        if self._watch_broker:
+            self.watch = BrokerWatch(self.broker.url, self.channel, self.trace, self._publishers)
+            await self.watch.start()
+        for i in range(self._count):
+            member = Member(self, chr(ord("A") + i))
+            self.members.append(member)
+            await member.start()
+        await self.wait_subscribed()
+
+    def _make_tap(self) -> Tap:
+        return BalancingTap(self.server_urls, self.trace, host=self.host, policy=self.policy, batch=True)
+
+    def _processes(self) -> list[ServerProcess]:
+        return list(self.members)
 
     async def wait_subscribed(self, timeout: float = 5.0) -> int:
         """Wait until every running server (and the watch) is subscribed to the channel; returns the count."""
@@ -345,19 +297,15 @@ class Cluster(Lab):
         """Crash a server (every server if ``name`` is None): its connections drop, its sessions are lost."""
         for m in ([self.member(name)] if name is not None else self.members):
             if m.running:
-                await m.stop(crash=True)
+                await m.crash()
 
     async def restart_server(self, name: str | None = None) -> None:
         await self.stop_server(name)
         await self.start_server(name)
 
-    # ------------------------------------------------------------ closing (Lab.close calls these)
-    def _server_sockets(self) -> list:
-        return [s for m in self.members for s in m.server.eio.sockets.values()]
-
+    # ------------------------------------------------------------ closing (BaseLab.close calls this)
     async def _stop_servers(self) -> None:
-        for m in self.members:
-            await m.stop()
+        await super()._stop_servers()
         if self.watch is not None:
             await self.watch.close()
 
