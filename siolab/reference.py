@@ -1,10 +1,11 @@
 """Two implementations, one protocol: the official Node.js server and plain python-socketio next to the lab's.
 
-``reference_server()`` runs the official ``socket.io`` package (``tests/node/sio_server.js``, versions
-pinned in ``tests/node/package-lock.json``) as a child process; ``plain_server()`` runs python-socketio's
-``AsyncServer`` exactly as pip installs it (the lab's server corrects two of its deviations, see
-``siolab.server``). ``compare()`` puts the same python client, through a tap of its own, in front of
-each server and lines the traces up step by step; ``check_all()`` runs the conformance checker on each.
+``reference_server()`` runs the official ``socket.io`` package (``siolab/node/sio_server.js``, versions
+pinned in ``siolab/node/package-lock.json``, installed there by ``npm ci``) as a child process;
+``plain_server()`` runs python-socketio's ``AsyncServer`` exactly as pip installs it (the lab's server
+corrects two of its deviations, see ``siolab.server``). ``compare()`` puts the same python client,
+through a tap of its own, in front of each server and lines the traces up step by step; ``check_all()``
+runs the conformance checker on each.
 
     ok, why = reference_available()
     async with reference_server(ping_interval=0.5, ping_timeout=1) as url:
@@ -18,6 +19,7 @@ import contextlib
 import html
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import weakref
@@ -33,10 +35,15 @@ from .server import TracedServer
 from .tap import CLIENT_HEADER, Tap
 from .trace import Record, Trace
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "tests" / "node"
+NODE_DIR = Path(__file__).resolve().parent / "node"  # part of the package; npm installs node_modules there
 SERVER_SCRIPT = NODE_DIR / "sio_server.js"
 MIN_NODE = 18
-INSTALL_HINT = "cd tests/node && npm ci"
+
+
+def install_hint() -> str:
+    """How to install the pinned npm packages (in a checkout ``make node-deps`` does the same)."""
+    return f"cd {shlex.quote(str(NODE_DIR))} && npm ci"
+
 
 # ---------------------------------------------------------------- is the reference there?
 
@@ -62,19 +69,20 @@ def reference_available() -> tuple[bool, str]:
     node = shutil.which("node")
     if node is None:
         return False, (f"Node.js is not installed (no `node` on PATH), so the official server cannot run here. "
-                       f"Install Node.js >= {MIN_NODE}, then `{INSTALL_HINT}`.")
+                       f"Install Node.js >= {MIN_NODE}, then `{install_hint()}`.")
     version = _node_version(node)
     if version is None:
         return False, f"`{node} --version` did not answer; install Node.js >= {MIN_NODE}."
     if version[0] < MIN_NODE:
         return False, f"Node.js {version[1]} is too old: the fixtures need Node.js >= {MIN_NODE}."
     if not SERVER_SCRIPT.is_file():
-        return False, (f"{SERVER_SCRIPT} is missing: the Node.js fixtures come with the siolab repository "
-                       f"(tests/node); run the notebook from a checkout of it.")
+        return False, (f"{SERVER_SCRIPT} is missing: it is part of the siolab package (siolab/node); "
+                       f"reinstall siolab.")
     socket_io = _package_version("socket.io")
     if socket_io is None:
-        return False, f"the pinned npm packages are not installed: run `{INSTALL_HINT}` (needs the npm registry)."
-    return True, f"Node.js {version[1]} with socket.io {socket_io} (pinned in tests/node)."
+        return False, (f"the pinned npm packages are not installed: run `{install_hint()}` "
+                       f"(needs the npm registry).")
+    return True, f"Node.js {version[1]} with socket.io {socket_io} (pinned in siolab/node)."
 
 
 # ---------------------------------------------------------------- the servers
@@ -280,7 +288,7 @@ async def start_plain(*, ping_interval: float = 25, ping_timeout: float = 20, **
 
 
 def serve_like_reference(server: socketio.AsyncServer) -> socketio.AsyncServer:
-    """Give a python-socketio server the handlers of ``tests/node/sio_server.js``.
+    """Give a python-socketio server the handlers of ``siolab/node/sio_server.js``.
 
     ``echo`` (on "/" and "/admin") acknowledges with its arguments, then emits ``echo`` back with them;
     ``message`` on "/" is broadcast to every client. The echo is sent from a background task so that, as
