@@ -40,8 +40,9 @@ class BaseLab:
         self.host = host
         self.trace = Trace(limit=trace_limit)
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
-        self._server_options = dict(server_options, ping_interval=self.ping_interval,
-                                    ping_timeout=self.ping_timeout, cors_allowed_origins=cors_allowed_origins)
+        # what each of the lab's python-socketio servers is made with
+        self.server_options = dict(server_options, ping_interval=self.ping_interval,
+                                   ping_timeout=self.ping_timeout, cors_allowed_origins=cors_allowed_origins)
         self.tap: Tap | None = None
         self.clients: dict[str, LabClient] = {}
         self.closed = False

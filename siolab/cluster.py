@@ -53,7 +53,7 @@ class Member(ServerProcess):
         instruments = lab.server_instruments(f"server {name}", logger_name=f"siolab.server.{name}", server=name)
         self.manager = BrokerManager(lab.broker.url, channel=lab.channel, logger=instruments.logger)
         server = SpecServer(async_mode="aiohttp", client_manager=self.manager, instruments=instruments,
-                            **lab._server_options)
+                            **lab.server_options)
         super().__init__(server, lab.trace, host=lab.host, name=name)
 
     def __repr__(self) -> str:
@@ -68,13 +68,9 @@ class Member(ServerProcess):
         self.manager.initialize()
 
     async def end_work(self) -> None:
-        """python-socketio's shutdown, the manager's listener and broker connections, the tasks left."""
-        try:
-            await asyncio.wait_for(self.server.shutdown(), 1.0)
-        except (asyncio.TimeoutError, Exception):
-            pass
+        """The manager's listener and broker connections too (python-socketio's shutdown leaves them)."""
         await self.manager.close()
-        await self.server.instruments.tasks.cancel()
+        await super().end_work()
 
 
 class Servers:

@@ -38,7 +38,7 @@ class Lab(BaseLab):
                  **server_options: Any) -> None:
         super().__init__(ping_interval=ping_interval, ping_timeout=ping_timeout, host=host,
                          trace_limit=trace_limit, cors_allowed_origins=cors_allowed_origins, **server_options)
-        self.server = SpecServer(async_mode="aiohttp", **self._server_options,
+        self.server = SpecServer(async_mode="aiohttp", **self.server_options,
                                  instruments=self.server_instruments("server", logger_name="siolab.server"))
         self.process = ServerProcess(self.server, self.trace, host=self.host)
 
