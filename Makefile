@@ -23,11 +23,15 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 setup-lab: $(VENV)/.lab-installed
 setup-test: $(VENV)/.test-installed node-deps
 
-# The reference Node.js implementation for interop tests (pinned by tests/node/package-lock.json).
+# The official Node.js implementation (pinned by siolab/node/package-lock.json), installed into the
+# package's siolab/node/node_modules, where siolab.reference runs it; the test fixtures in tests/node
+# use the same install through a link.
 node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-		[ tests/node/node_modules/.package-lock.json -nt tests/node/package-lock.json ] || \
-		(cd tests/node && npm ci --no-audit --no-fund --loglevel=error); \
+		{ [ siolab/node/node_modules/.package-lock.json -nt siolab/node/package-lock.json ] || \
+		  (cd siolab/node && npm ci --no-audit --no-fund --loglevel=error); } && \
+		{ [ -L tests/node/node_modules ] || { rm -rf tests/node/node_modules && \
+		  ln -s ../../siolab/node/node_modules tests/node/node_modules; }; }; \
 	else echo "npm not found: interop tests with the Node.js reference implementation will be skipped"; fi
 
 # 127.0.0.1 only; the URL with its token is printed; no browser is opened where there is no display;
@@ -41,4 +45,4 @@ test: setup-test
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules siolab/widgets/static/vendor
+	rm -rf $(VENV) siolab/node/node_modules tests/node/node_modules siolab/widgets/static/vendor

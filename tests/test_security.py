@@ -22,7 +22,7 @@ XSS = ['<script>alert(1)</script>', '<img src=x onerror=alert(1)>', '"><svg onlo
 
 async def test_every_listener_binds_loopback_by_default(lab):
     assert lab.host == "127.0.0.1" and lab.tap.host == "127.0.0.1"
-    for addresses in (lab._runner.addresses, lab.tap.addresses):
+    for addresses in (lab.process.addresses, lab.tap.addresses):
         hosts = {address[0] for address in addresses}
         assert hosts == {"127.0.0.1"}, hosts
 

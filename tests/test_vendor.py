@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_pin_is_the_node_tests_pin():
-    locked = json.loads((ROOT / "tests" / "node" / "package-lock.json").read_text())
+    locked = json.loads((ROOT / "siolab" / "node" / "package-lock.json").read_text())
     entry = locked["packages"]["node_modules/socket.io-client"]
     assert (entry["version"], entry["integrity"]) == (vendor.VERSION, vendor.INTEGRITY)
     assert vendor.VERSION.startswith("4.8.")

@@ -448,7 +448,7 @@ async def test_chat_rooms_keep_messages_apart():
 
 
 async def test_trace_view_follows_a_live_lab(lab):
-    view = lab.trace.view()
+    view = lab.view()
     sent = attach(view)
     alice = await lab.client("alice")
     await alice.emit("hello", {"n": 1})

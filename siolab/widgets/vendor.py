@@ -3,7 +3,7 @@
 The bundle is not committed and never comes from a CDN at run time. ``hatch_build.py`` calls
 ``ensure()`` when a wheel, an sdist or an editable install is built: it takes the npm registry's
 tarball of the pinned version (``npm pack`` when npm is there, else a plain HTTPS download),
-checks it against the pinned sha512 integrity (the value in ``tests/node/package-lock.json``),
+checks it against the pinned sha512 integrity (the value in ``siolab/node/package-lock.json``),
 and writes ``static/vendor/socket.io.esm.min.js`` and the package's MIT licence next to it
 (both git-ignored). ``python -m siolab.widgets.vendor`` does the same by hand.
 

@@ -12,7 +12,7 @@
 
 const http = require("http");
 const engine = require("engine.io");
-const { parseServerArgs, announcePort, installShutdown } = require("./common");
+const { parseServerArgs, announcePort, installShutdown } = require("../../siolab/node/common");
 
 const opts = parseServerArgs({
   port: 0,

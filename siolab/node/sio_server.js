@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 "use strict";
-// Reference Socket.IO server (the official `socket.io` package) for siolab tests.
+// Reference Socket.IO server (the official `socket.io` package) for siolab.reference and its tests.
 //
 //   node sio_server.js [--port N] [--ping-interval MS] [--ping-timeout MS] [--path P]
 //

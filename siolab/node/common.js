@@ -1,5 +1,5 @@
 "use strict";
-// Shared helpers for the siolab Node.js fixture servers.
+// Shared helpers for the siolab Node.js servers (sio_server.js here, tests/node/eio_server.js).
 
 const fs = require("fs");
 

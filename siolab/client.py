@@ -1,0 +1,60 @@
+"""The lab's named client: python-socketio's AsyncClient that reports to the trace through its own methods.
+
+``lab.client("alice")`` makes one. Its traffic is the library's own (the tap records it); what it logs,
+why its sessions ended and the exceptions in its handlers become records of client ``alice``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import engineio
+import socketio
+
+from .instrument import Instruments, TaskTracker
+
+
+class LabEngineIOClient(engineio.AsyncClient):
+    """python-engineio's AsyncClient that tracks its background tasks (the socketio client's too: they
+    start here) and records why each session ended, through ``instruments``."""
+
+    def __init__(self, *args: Any, instruments: Instruments | None = None, **kwargs: Any) -> None:
+        self.instruments = instruments
+        super().__init__(*args, **kwargs)
+
+    def start_background_task(self, target, *args: Any, **kwargs: Any):
+        task = super().start_background_task(target, *args, **kwargs)
+        return self.instruments.tasks.add(task) if self.instruments is not None else task
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any):
+        if event == "disconnect" and self.instruments is not None and event in self.handlers:
+            self.instruments.session_ended(None, args[-1] if args else None)  # python-engineio: (reason,)
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class LabClient(socketio.AsyncClient):
+    """A python-socketio AsyncClient with a ``name`` whose log, background tasks and session ends go to
+    the trace; ``connect_options`` are what ``lab.connect(client)`` passes to ``connect()``."""
+
+    def __init__(self, name: str, instruments: Instruments, *, connect_options: dict | None = None,
+                 **client_options: Any) -> None:
+        self.name = name
+        self.instruments = instruments
+        self.connect_options = dict(connect_options or {})
+        super().__init__(logger=instruments.logger, engineio_logger=instruments.logger, instruments=instruments,
+                         **client_options)  # ``instruments`` reaches the Engine.IO client
+
+    def _engineio_client_class(self):
+        return LabEngineIOClient
+
+    @property
+    def tasks(self) -> TaskTracker:
+        """The background tasks this client's library objects started."""
+        return self.instruments.tasks
+
+    @property
+    def siolab_name(self) -> str:
+        """The client's name (what lessons 4 and 12 read)."""
+        return self.name
+
+
+__all__ = ["LabClient", "LabEngineIOClient"]
