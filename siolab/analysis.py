@@ -12,9 +12,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from .trace import Record
+from .record import Record, is_heartbeat
+from .recorder import parse_query
 
 Records = Iterable[Record]
 
@@ -26,7 +27,7 @@ def _of(records: Records, client: str | None) -> list[Record]:
 
 def is_heartbeat_ping(record: Record) -> bool:
     """A server PING of the heartbeat (``2``), not the upgrade's ``2probe``; only relayed packets."""
-    return record.kind == "packet" and record.eio == "ping" and record.raw == "2" and record.dir == "s2c"
+    return is_heartbeat(record) and record.eio == "ping" and record.dir == "s2c"
 
 
 def is_heartbeat_pong(record: Record, delivered: bool = True) -> bool:
@@ -41,7 +42,7 @@ def query(item: Record | str | None) -> dict[str, str]:
         item = (item.http or {}).get("path")
     if not item:
         return {}
-    return dict(parse_qsl(urlsplit(item).query, keep_blank_values=True))
+    return parse_query(urlsplit(item).query)  # the first value of each, as the servers read them
 
 
 # ------------------------------------------------------------------ HTTP requests and polling batches

@@ -23,6 +23,7 @@ from .broker import (BROKER_NAMES, Broker, BrokerManager, BrokerWatch, describe_
 from .process import ServerProcess
 from .server import SpecServer
 from .tap import Tap
+from .record import is_heartbeat
 from .trace import Record, Trace
 
 CHANNEL = "socketio"  # python-socketio's default pub/sub channel
@@ -257,7 +258,7 @@ class Cluster(BaseLab):
     def table(self, trace: Trace | None = None, hide_heartbeats: bool = True, limit: int | None = 200) -> str:
         """The trace as text with a first column naming the server (or 'broker') of each record."""
         records = [r for r in (trace if trace is not None else self.trace)
-                   if not (hide_heartbeats and r.eio in ("ping", "pong") and r.raw in ("2", "3"))]
+                   if not (hide_heartbeats and is_heartbeat(r))]
         if limit is not None:
             records = records[-limit:]
         return "\n".join(f"{(r.server or '-'):<7} {r}" for r in records)

@@ -17,6 +17,7 @@ import aiohttp
 
 from .protocol import RECORD_SEPARATOR
 from .tap import Tap, upstream_of
+from .text import cut
 from .trace import Trace
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -75,8 +76,7 @@ class Report:
 
 
 def _short(text: str, limit: int = 90) -> str:
-    text = text.replace(RECORD_SEPARATOR, "\\x1e")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text.replace(RECORD_SEPARATOR, "\\x1e"), limit)
 
 
 class _Prober:

@@ -20,6 +20,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Iterable
 
+from .text import cut
 from .trace import Record
 
 REQUEST_TYPES = ("event", "binary_event")
@@ -119,8 +120,7 @@ def ack_table(pairs: Iterable[AckPair]) -> str:
 
 
 def _cut(text: str | None, limit: int) -> str:
-    text = text or ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text, limit)
 
 
 # ---------------------------------------------------------------- reconnection

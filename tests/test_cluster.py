@@ -165,7 +165,7 @@ async def test_a_crashed_server_loses_its_sessions_and_clients_move(cluster):
     assert (cluster.where(a), cluster.where(b)) == ("A", "B")
     await cluster.stop_server("B")
     assert not cluster.member("B").manager.listening
-    await until(lambda: b.connected and cluster.where(b) == "A", timeout=5)  # reconnected, through the balancer
+    await until(lambda: b.connected and cluster.where(b) == "A", timeout=15)  # reconnected, through the balancer
     await cluster.start_server("B")  # same port, subscribed again
     got = inbox(b, "news")
     c = await cluster.client("c", transports=["websocket"])

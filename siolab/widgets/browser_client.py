@@ -30,6 +30,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..text import cut
 from ..trace import Record
 from . import vendor
 from ._common import STATIC, css
@@ -209,8 +210,7 @@ def _count(value: Any) -> bool:
 
 # ------------------------------------------------------------------ what DevTools shows
 def _short(text: str | None, limit: int = 70) -> str:
-    text = "" if text is None else text
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return cut(text, limit)
 
 
 def network_tab(records: Any, client: str, *, frames: int = 6) -> str:

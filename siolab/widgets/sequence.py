@@ -20,7 +20,8 @@ import traitlets
 
 from ..trace import Record, Trace
 from ._common import STATIC, css
-from .trace_view import is_heartbeat
+from ..record import is_heartbeat
+from ..text import cut
 
 # Categories, most telling first: a polling body with several packets takes the first that applies.
 CATEGORIES = ("error", "upgrade", "handshake", "connect", "event", "ack", "close", "message", "heartbeat",
@@ -56,8 +57,7 @@ def xml_text(value: Any) -> str:
 
 
 def _short(text: str, limit: int) -> str:
-    limit = max(limit, 2)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text, limit)
 
 
 @dataclass(frozen=True)

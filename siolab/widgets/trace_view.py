@@ -19,6 +19,8 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..record import is_heartbeat
+from ..text import cut
 from ..trace import Record, Trace
 from ._common import STATIC, css, safe
 
@@ -32,16 +34,8 @@ DETAIL_LIMIT = 100_000
 TYPE_FIELDS = ("eio", "sio", "kind")
 
 
-def is_heartbeat(record: Record) -> bool:
-    """A ping or pong of the heartbeat that went through (not a ``2probe``/``3probe`` of the upgrade, and
-    not one the tap dropped: hiding heartbeats must not hide a fault)."""
-    return record.eio in ("ping", "pong") and record.raw in ("2", "3") and record.kind == "packet"
-
-
 def _cut(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
+    return None if text is None else cut(text, limit)
 
 
 def _http_label(record: Record) -> str | None:
