@@ -7,10 +7,11 @@ breaks any packet into its fields.
 """
 from __future__ import annotations
 
+from .doctor import diagnose
 from .protocol import explain
 from .trace import Record, Trace
 
-__all__ = ["start", "Lab", "Tap", "explain", "check", "Record", "Trace", "current", "open_labs"]
+__all__ = ["start", "Lab", "Tap", "explain", "check", "diagnose", "Record", "Trace", "current", "open_labs"]
 __version__ = "0.1.0"
 
 
