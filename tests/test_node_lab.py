@@ -313,6 +313,42 @@ async def test_the_options_reach_the_nodejs_server():
         await lab.close()
 
 
+# (Origin, Host, X-Forwarded-Host) a page may send, and whether the python lab lets it in
+ORIGINS = [(None, None, None, True), ("http://{tap}", None, None, True),
+           ("http://elsewhere.example", None, None, False),
+           ("https://jupyter.example:8888", "jupyter.example:8888", None, True),  # TLS in front: scheme not compared
+           ("https://hub.example", "127.0.0.1:1", "hub.example", True),  # behind a proxy that says so
+           ("http://a.example", "a.example:80", None, True), ("http://a.example:81", "a.example", None, False),
+           ("null", None, None, False), ("http://{tap}/page", None, None, False), ("ftp://{tap}", None, None, False)]
+
+
+@needs_node
+async def test_same_host_origins_are_let_in_as_the_python_lab_does():
+    """cors_allowed_origins=None: lab_server.js's check against siolab.server.same_host_origin, case by case."""
+    verdicts = {}
+    for kind in ("python", "node"):
+        lab = await (siolab.start(ping_interval=1, ping_timeout=1) if kind == "python" else
+                     siolab.start(node=ECHO, ping_interval=1, ping_timeout=1))
+        tap = lab.url.split("//")[1]
+        try:
+            for origin, host, forwarded, _ in ORIGINS:
+                headers = {name: value.format(tap=tap) for name, value in
+                           (("Origin", origin), ("Host", host), ("X-Forwarded-Host", forwarded)) if value}
+                status, _body = await handshake(lab.url, **headers)
+                verdicts.setdefault(kind, []).append(status == 200)
+        finally:
+            await lab.close()
+    assert verdicts["python"] == [case[-1] for case in ORIGINS]
+    assert verdicts["node"] == verdicts["python"]
+
+
+async def test_without_node_start_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(node_env.shutil, "which", lambda name: None)
+    with pytest.raises(siolab.NodeUnavailable, match="Node.js >= 18"):
+        await siolab.start(node="io.on('connection', () => {})", replace=False)
+    assert not open_labs()
+
+
 @needs_node
 async def test_the_python_lab_s_tools_work_on_a_node_lab(node_lab):
     alice = await node_lab.client("alice", auth=TOKEN)
