@@ -3,7 +3,9 @@
 ``lab = await siolab.start()`` runs a python-socketio server behind a recording tap on
 the kernel's loop; ``await lab.client("alice")`` connects a client through it; every
 packet on the wire lands in ``lab.trace``, decoded. ``siolab.explain("42[...]")``
-breaks any packet into its fields.
+breaks any packet into its fields; ``siolab.diagnose(trace)`` names what went wrong. ``siolab.start(node=JS)`` runs the official Node.js
+server with your JavaScript instead; ``siolab.attach(URL)`` puts the tap in front of
+a server you run; ``%load_ext siolab`` adds the ``%%siolab_node`` cell magic.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from .doctor import diagnose
 from .protocol import explain
 from .trace import Record, Trace
 
-__all__ = ["start", "Lab", "Tap", "explain", "check", "diagnose", "Record", "Trace", "current", "open_labs"]
+__all__ = ["start", "attach", "Lab", "Tap", "explain", "check", "diagnose", "Record", "Trace", "current",
+           "open_labs", "NodeUnavailable", "NodeError", "NodeSyntaxError"]
 __version__ = "0.1.0"
 
 
@@ -20,6 +23,18 @@ def __getattr__(name: str):
     if name in ("start", "Lab", "current", "open_labs"):
         from . import lab
         return getattr(lab, name)
+    if name == "attach":
+        from .attached import attach
+        return attach
+    if name == "NodeUnavailable":
+        from .node_env import NodeUnavailable
+        return NodeUnavailable
+    if name in ("NodeError", "NodeSyntaxError"):
+        from . import node_process
+        return getattr(node_process, name)
+    if name in ("load_ipython_extension", "unload_ipython_extension"):  # %load_ext siolab
+        from . import magic
+        return getattr(magic, name)
     if name == "check":
         from .conformance import check
         return check

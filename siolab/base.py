@@ -10,11 +10,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import socketio
 from engineio import packet as eio_packet
 
 from . import registry
 from .client import LabClient
 from .instrument import Instruments
+from .protocol import explain
 from .tap import CLIENT_HEADER, Tap
 from .trace import DEFAULT_LIMIT, Trace
 
@@ -44,6 +46,7 @@ class BaseLab:
         self.server_options = dict(server_options, ping_interval=self.ping_interval,
                                    ping_timeout=self.ping_timeout, cors_allowed_origins=cors_allowed_origins)
         self.tap: Tap | None = None
+        self.socketio_path = "socket.io"  # where the lab's clients connect (a lab whose server has a path changes it)
         self.clients: dict[str, LabClient] = {}
         self.closed = False
 
@@ -95,20 +98,11 @@ class BaseLab:
         registry.discard(self)
         clients = list(self.clients.values())
         self.clients.clear()
-        sockets = [s for p in self._processes() for s in p.server.eio.sockets.values()]
+        sessions = self._python_sessions()  # taken now: those the clients' disconnects end are in it too
         disconnects = [asyncio.ensure_future(c.disconnect()) for c in clients]
         if disconnects:
             await asyncio.wait(disconnects, timeout=0.2)
-        # Sessions still open are closed by the server (instant, unlike a polling client's disconnect),
-        # and long-polls still pending after a client's close are ended with a noop.
-        for sock in sockets:
-            try:
-                if not sock.closed:
-                    await asyncio.wait_for(sock.close(wait=False), 0.5)
-                elif not sock.upgraded:
-                    sock.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
-            except Exception:
-                pass
+        await self._end_sessions(sessions)
         if disconnects:
             await asyncio.wait(disconnects, timeout=1.0)
         for task in disconnects:
@@ -122,6 +116,22 @@ class BaseLab:
         await self._stop_servers()
         if self.tap is not None:
             await self.tap.close()
+
+    def _python_sessions(self) -> list:
+        """The Engine.IO sessions of this lab's python-socketio servers."""
+        return [s for p in self._processes() for s in p.server.eio.sockets.values()]
+
+    async def _end_sessions(self, sessions: list) -> None:
+        """Sessions still open are closed by the server (instant, unlike a polling client's disconnect),
+        and long-polls still pending after a client's close are ended with a noop."""
+        for sock in sessions:
+            try:
+                if not sock.closed:
+                    await asyncio.wait_for(sock.close(wait=False), 0.5)
+                elif not sock.upgraded:
+                    sock.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
+            except Exception:
+                pass
 
     async def _stop_servers(self) -> None:
         """Stop every server process (its sessions, background work and port)."""
@@ -137,7 +147,8 @@ class BaseLab:
     # ------------------------------------------------------------ clients
     def client(self, name: str = "client", *, transports: list[str] | str | None = None,
                namespaces: list[str] | None = None, auth: Any = None, headers: dict | None = None,
-               wait_timeout: float = 5, connect: bool = True, **client_options: Any):
+               wait_timeout: float = 5, connect: bool = True, socketio_path: str | None = None,
+               **client_options: Any):
         """A python-socketio AsyncClient (a ``LabClient``) named ``name`` whose traffic goes through the tap.
 
         ``await lab.client("alice")`` returns it connected (python-socketio's default transports:
@@ -149,16 +160,38 @@ class BaseLab:
         instruments = Instruments(self.trace, f"client {name}", logger_name=f"siolab.client.{name}", client=name)
         client = LabClient(name, instruments, connect_options=dict(
             transports=transports, namespaces=namespaces, auth=auth,
-            headers={**(headers or {}), CLIENT_HEADER: name}, wait_timeout=wait_timeout), **client_options)
+            headers={**(headers or {}), CLIENT_HEADER: name}, wait_timeout=wait_timeout,
+            socketio_path=socketio_path or self.socketio_path), **client_options)
         self.clients[name] = client
         if not connect:
             return _ready(client)
         return self.connect(client)
 
     async def connect(self, client: LabClient) -> LabClient:
-        """Connect a client made with ``lab.client(name, connect=False)`` through the tap."""
-        await client.connect(self.url, **client.connect_options)
+        """Connect a client made with ``lab.client(name, connect=False)`` through the tap. If the server
+        refuses a namespace, the ConnectionError says what the server's CONNECT_ERROR said."""
+        since = self.trace.now()
+        try:
+            await client.connect(self.url, **client.connect_options)
+        except socketio.exceptions.ConnectionError as exc:
+            said = self._refusal(client.name, since)
+            if said is None:
+                raise
+            raise socketio.exceptions.ConnectionError(f"{exc} (the server said: {said})") from exc
         return client
+
+    def _refusal(self, name: str, since: float) -> str | None:
+        """What the server's last CONNECT_ERROR to this client since ``since`` said (its message)."""
+        refusals = self.trace.packets(client=name, dir="s2c", sio="connect_error", where=lambda r: r.t >= since)
+        if not refusals:
+            return None
+        try:
+            data = explain(refusals[-1].raw or "").data
+        except Exception:
+            return None
+        if isinstance(data, dict) and "message" in data:
+            return str(data["message"])
+        return None if data is None else str(data)
 
     def view(self, **options: Any):
         """The live trace view of this lab (``siolab.widgets.TraceView(trace)`` for any other trace)."""

@@ -13,6 +13,7 @@ from aiohttp import web
 from . import registry
 from .base import LOCAL_HOSTS, BaseLab
 from .cluster import Cluster
+from .node_lab import NodeLab
 from .process import ServerProcess
 from .registry import current, open_labs
 from .server import SpecServer
@@ -81,18 +82,23 @@ class Lab(BaseLab):
         await self.start_server()
 
 
-async def start(*, replace: bool = True, servers: int | None = None, broker: Any = None,
+async def start(*, replace: bool = True, servers: int | None = None, broker: Any = None, node: str | None = None,
                 **options: Any) -> BaseLab:
     """Start a lab on the running loop; by default the lab the previous call started is closed first.
 
     ``servers=N`` (or ``broker=``) starts a cluster: N servers on a Redis-compatible broker behind a
-    load-balancing tap (``siolab.cluster``).
+    load-balancing tap (``siolab.cluster``). ``node=JS`` runs the official Node.js server with that
+    JavaScript instead of python-socketio (``siolab.node_lab``).
     """
+    if node is not None and (servers is not None or broker is not None):
+        raise NotImplementedError("node= runs one Node.js server: servers= and broker= are for python servers")
     previous = registry.current()
     if replace and previous is not None:
         await previous.close()
-    if servers is not None or broker is not None:
-        lab: BaseLab = await Cluster(servers=2 if servers is None else servers, broker=broker, **options).open()
+    if node is not None:
+        lab: BaseLab = await NodeLab(node, **options).open()
+    elif servers is not None or broker is not None:
+        lab = await Cluster(servers=2 if servers is None else servers, broker=broker, **options).open()
     else:
         lab = await Lab(**options).open()
     if replace:

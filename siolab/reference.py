@@ -21,23 +21,21 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import socketio
 
 from .instrument import Instruments
+from .node_env import MIN_NODE, NODE_DIR, node_version
+from .node_process import NodeProcess
 from .process import ServerProcess
 from .server import TracedServer
 from .tap import CLIENT_HEADER, Tap
 from .trace import Record, Trace
 
-NODE_DIR = Path(__file__).resolve().parent / "node"  # part of the package; npm installs node_modules there
 SERVER_SCRIPT = NODE_DIR / "sio_server.js"
-MIN_NODE = 18
 
 
 def install_hint() -> str:
@@ -48,13 +46,7 @@ def install_hint() -> str:
 # ---------------------------------------------------------------- is the reference there?
 
 
-def _node_version(node: str) -> tuple[int, str] | None:
-    try:
-        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.match(r"v(\d+)\.", out)
-    return (int(match.group(1)), out) if match else None
+_node_version = node_version
 
 
 def _package_version(name: str) -> str | None:
@@ -103,7 +95,8 @@ async def close_all() -> None:
 
 
 class ReferenceServer:
-    """The official Node.js Socket.IO server as a child process on 127.0.0.1 (it exits when its stdin closes)."""
+    """The official Node.js Socket.IO server as a child process on 127.0.0.1 (``siolab.node_process``: it
+    exits when its stdin closes, and with the kernel)."""
 
     name = "node"
 
@@ -111,73 +104,50 @@ class ReferenceServer:
                  start_timeout: float = 20) -> None:
         self.ping_interval, self.ping_timeout, self.path = ping_interval, ping_timeout, path
         self.start_timeout = start_timeout
-        self.port: int | None = None
         self.closed = False
-        self._proc: asyncio.subprocess.Process | None = None
-        self._stderr: list[str] = []
-        self._drain: asyncio.Task | None = None
+        ms = [str(round(s * 1000)) for s in (self.ping_interval, self.ping_timeout)]
+        self.node = NodeProcess(SERVER_SCRIPT, ["--ping-interval", ms[0], "--ping-timeout", ms[1], "--path", path],
+                                node_dir=NODE_DIR, start_timeout=start_timeout)
+
+    @property
+    def port(self) -> int | None:
+        return self.node.port
+
+    @port.setter
+    def port(self, port: int | None) -> None:  # where it listens next (a free one: None)
+        self.node.port = port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def _proc(self) -> asyncio.subprocess.Process | None:
+        return self.node.process
+
+    @property
     def stderr(self) -> str:
         """What the server wrote to stderr (the last lines)."""
-        return "".join(self._stderr)
+        return self.node.stderr
 
     async def start(self) -> "ReferenceServer":
         ok, why = reference_available()
         if not ok:
             raise RuntimeError(why)
-        ms = [str(round(s * 1000)) for s in (self.ping_interval, self.ping_timeout)]
-        # stdin is a pipe that nobody writes: when this process (the kernel) dies, the pipe closes and node exits
-        self._proc = await asyncio.create_subprocess_exec(
-            "node", str(SERVER_SCRIPT), "--port", "0", "--ping-interval", ms[0], "--ping-timeout", ms[1],
-            "--path", self.path, cwd=str(NODE_DIR), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _running.add(self)
         try:
-            line = await asyncio.wait_for(self._proc.stdout.readline(), self.start_timeout)
-            if not line:
-                err = (await asyncio.wait_for(self._proc.stderr.read(), 5)).decode(errors="replace")
-                raise RuntimeError(f"the Node.js server exited before listening: {err.strip()}")
-            self.port = int(json.loads(line)["port"])
+            await self.node.start()
         except BaseException:
             await self.close()
             raise
-        self._drain = asyncio.ensure_future(self._read_stderr())
         return self
-
-    async def _read_stderr(self) -> None:
-        # keep the pipe flowing so the server never blocks on a full stderr
-        while self._proc is not None:
-            line = await self._proc.stderr.readline()
-            if not line:
-                return
-            self._stderr = (self._stderr + [line.decode(errors="replace")])[-50:]
 
     async def close(self) -> None:
         """Stop the server: close its stdin (it exits by itself), terminate it if it does not."""
         if self.closed:
             return
         self.closed = True
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), 3)
-            except asyncio.TimeoutError:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 3)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-        if self._drain is not None:
-            self._drain.cancel()
-            await asyncio.gather(self._drain, return_exceptions=True)
+        await self.node.stop()
         _running.discard(self)
 
     async def __aenter__(self) -> "ReferenceServer":
