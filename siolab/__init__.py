@@ -3,9 +3,10 @@
 ``lab = await siolab.start()`` runs a python-socketio server behind a recording tap on
 the kernel's loop; ``await lab.client("alice")`` connects a client through it; every
 packet on the wire lands in ``lab.trace``, decoded. ``siolab.explain("42[...]")``
-breaks any packet into its fields; ``siolab.diagnose(trace)`` names what went wrong. ``siolab.start(node=JS)`` runs the official Node.js
-server with your JavaScript instead; ``siolab.attach(URL)`` puts the tap in front of
-a server you run; ``%load_ext siolab`` adds the ``%%siolab_node`` cell magic.
+breaks any packet into its fields; ``siolab.diagnose(trace)`` names what went wrong.
+``siolab.start(node=JS)`` runs the official Node.js server with your JavaScript
+instead; ``siolab.attach(URL)`` puts the tap in front of a server you run;
+``%load_ext siolab`` adds the ``%%siolab_node`` cell magic.
 """
 from __future__ import annotations
 
