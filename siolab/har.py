@@ -206,7 +206,9 @@ def parse_json(data: bytes, name: str = "the HAR") -> Any:
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        ended = exc.pos >= len(text.rstrip())
+        # the end came before the JSON closed: a string left open (JSON strings hold no raw newline, so the
+        # scan ran to the end), or the error at the last few characters (a cut number, word, or bracket)
+        ended = exc.msg.startswith("Unterminated string") or len(text.rstrip()) - exc.pos <= 8
         why = "the JSON ends early (is the file truncated?)" if ended else "not JSON"
         raise ValueError(f"{name} is not a HAR file: {why}: {exc.msg} at line {exc.lineno} column {exc.colno}") \
             from None
@@ -821,11 +823,11 @@ def summary(records: Iterable[Record], parsed: Parsed | None = None) -> str:
     """What an imported HAR holds: sessions, packets per transport, errors (the CLI prints it)."""
     records = list(records)
     packets = [r for r in records if r.kind == "packet"]
-    sessions = {r.sid for r in records if r.sid}
+    sessions = {r.sid for r in packets if r.eio == "open" and r.sid}
     by_transport = {name: sum(r.transport == name for r in packets) for name in ("polling", "websocket")}
     errors = [r for r in records if r.error]
     lines = [parsed.summary] if parsed is not None else []
-    lines.append(f"{len(sessions)} Engine.IO session(s); {len(packets)} packets ({by_transport['polling']} over "
+    lines.append(f"{len(sessions)} Engine.IO session(s) opened; {len(packets)} packets ({by_transport['polling']} over "
                  f"polling, {by_transport['websocket']} over WebSocket); {len(errors)} record(s) with an error")
     if records:
         lines.append(f"from t=0 to t={max(r.t for r in records):.3f} s")
@@ -833,13 +835,15 @@ def summary(records: Iterable[Record], parsed: Parsed | None = None) -> str:
 
 
 def doctor_findings(trace: Any) -> list[str] | None:
-    """The doctor's findings on an imported trace, when ``siolab.doctor`` exists (built separately); None when
-    it does not. This is the one place the HAR command asks it."""
+    """The doctor's findings on an imported trace (``siolab.doctor.diagnose``, built separately), or None when
+    this install has no doctor. This is the one place the ``har`` command asks it."""
     import importlib
-    import importlib.util
-    if importlib.util.find_spec("siolab.doctor") is None:
-        return None
-    doctor = importlib.import_module("siolab.doctor")
+    try:
+        doctor = importlib.import_module("siolab.doctor")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("siolab.doctor", "siolab"):
+            return None
+        raise
     diagnose = getattr(doctor, "diagnose", None)
     if diagnose is None:
         return None
