@@ -765,10 +765,7 @@ class _Builder:
     def note(self) -> str:
         if not self.redact:
             return "nothing redacted (redact=False): tokens in auth payloads and query strings are as they were"
-        # the URLs are redacted as the entries are written: count them now
-        for entry in self.entries:
-            self.redact_path(entry.path)
-        urls, self.redacted_urls = self.redacted_urls, 0
+        urls = self.redacted_urls  # (counted as the entries were written)
         said = []
         if self.redacted_params:
             said.append(f"the value of the query parameter(s) {', '.join(sorted(self.redacted_params))} in {urls} "

@@ -219,6 +219,8 @@ def test_to_har_redacts_tokens_by_default_and_says_so(name, tmp_path):
     text = (tmp_path / "out.har").read_text(encoding="utf-8")
     assert TOKEN not in text
     assert "apikey" in note and "CONNECT" in note and "redact=False" in note
+    urls = sum(TOKEN in e["request"]["url"] for e in golden(name)["log"]["entries"])
+    assert f"apikey in {urls} URL(s)" in note and "auth payload values of 1 CONNECT packet(s)" in note
     assert json.loads(text)["log"]["comment"].startswith(note)
     back = Trace.from_har(tmp_path / "out.har")
     assert back.expect(dir="c2s", sio="connect").raw == '40{"token":"REDACTED"}'
