@@ -162,9 +162,9 @@ def har_command(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     for record in trace:
         out.write(str(record) + "\n")
     out.write("\n" + har.summary(trace, imported.parsed) + "\n")
-    findings = har.doctor_findings(trace)  # None: no siolab.doctor in this install
-    if findings is not None:
-        out.write("\nthe doctor:\n" + ("\n".join(f"  {f}" for f in findings) or "  nothing found") + "\n")
+    report = har.doctor_report(trace)  # None: no siolab.doctor in this install
+    if report is not None:
+        out.write("\nthe doctor:\n" + report + "\n")
     out.flush()
     return 0
 

@@ -831,9 +831,9 @@ def summary(records: Iterable[Record], parsed: Parsed | None = None) -> str:
     return "\n".join(lines)
 
 
-def doctor_findings(trace: Any) -> list[str] | None:
-    """The doctor's findings on an imported trace (``siolab.doctor.diagnose``, built separately), or None when
-    this install has no doctor. This is the one place the ``har`` command asks it."""
+def doctor_report(trace: Any) -> str | None:
+    """What the doctor (``siolab.doctor.diagnose``, built separately) says of an imported trace, in its own
+    words; None when this install has no doctor. This is the one place the ``har`` command asks it."""
     import importlib
     try:
         doctor = importlib.import_module("siolab.doctor")
@@ -842,17 +842,7 @@ def doctor_findings(trace: Any) -> list[str] | None:
             return None
         raise
     diagnose = getattr(doctor, "diagnose", None)
-    if diagnose is None:
-        return None
-    found = diagnose(trace)
-    if found is None:
-        return []
-    if isinstance(found, str):
-        return [found]
-    try:
-        return [str(f) for f in found]
-    except TypeError:
-        return [str(found)]
+    return None if diagnose is None else str(diagnose(trace))
 
 
 # ---------------------------------------------------------------- small helpers
@@ -939,6 +929,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-__all__ = ["read", "load", "parse", "replay", "build", "write", "summary", "doctor_findings", "redact_query",
+__all__ = ["read", "load", "parse", "replay", "build", "write", "summary", "doctor_report", "redact_query",
            "redact_connect", "Parsed", "Imported", "Request", "Response", "Upgrade", "UpgradeAnswer", "Message",
            "Ended", "Problem", "MAX_HAR_BYTES", "MAX_BODY", "MAX_DEPTH"]

@@ -483,14 +483,17 @@ def test_the_har_command_prints_the_records_a_summary_and_writes_json_lines(tmp_
     trace = Trace.from_har(DATA / "mitmproxy-websocket.har")
     lines = printed.splitlines()
     assert lines[: len(trace)] == [str(r) for r in trace]
-    assert "1 Engine.IO session(s) opened" in printed and "the doctor" not in printed
+    assert "1 Engine.IO session(s) opened" in printed
     assert Trace.from_jsonl(out)[:] == trace[:]
+    assert ("the doctor:" in printed) == (har.doctor_report(trace) is not None)  # (when siolab.doctor exists)
 
     doctor = types.ModuleType("siolab.doctor")
-    doctor.diagnose = lambda t: [f"{len(t.find(kind='packet'))} packets looked at"]
+    doctor.diagnose = lambda records: f"{sum(r.kind == 'packet' for r in records)} packets looked at"
     monkeypatch.setitem(sys.modules, "siolab.doctor", doctor)
     assert cli.main(["har", str(DATA / "mitmproxy-websocket.har")]) == 0
-    assert f"the doctor:\n  {len(trace.packets())} packets looked at" in capsys.readouterr().out
+    assert capsys.readouterr().out.endswith(f"\nthe doctor:\n{len(trace.packets())} packets looked at\n")
+    monkeypatch.setitem(sys.modules, "siolab.doctor", None)  # an install without the doctor: no section
+    assert har.doctor_report(trace) is None
 
     bad = tmp_path / "bad.har"
     bad.write_text("{}")
