@@ -145,6 +145,30 @@ async def demo_command(args: argparse.Namespace, out: IO[str] = sys.stdout) -> i
     return 0
 
 
+def har_command(args: argparse.Namespace, out: IO[str] | None = None) -> int:
+    """Read a HAR file (DevTools, Firefox, mitmproxy, Playwright) through the tap's recorder: print every record
+    as ``trace`` does, then a summary, then the doctor's findings when ``siolab.doctor`` exists."""
+    from . import har
+    out = out if out is not None else sys.stdout
+    try:
+        imported = har.read(args.file, layer="engine.io" if args.engineio else "socket.io")
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"siolab har: {exc}\n")
+        return 2
+    trace = Trace(limit=None)
+    trace.extend(imported.records)
+    if args.jsonl:
+        trace.to_jsonl(args.jsonl)
+    for record in trace:
+        out.write(str(record) + "\n")
+    out.write("\n" + har.summary(trace, imported.parsed) + "\n")
+    report = har.doctor_report(trace)  # None: no siolab.doctor in this install
+    if report is not None:
+        out.write("\nthe doctor:\n" + report + "\n")
+    out.flush()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m siolab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-wait", type=float, default=5.0, help="skip rules that take longer (the heartbeat)")
     e = sub.add_parser("explain", help="explain one packet, e.g. '421[\"chat\",\"hi\"]'")
     e.add_argument("packet")
+    h = sub.add_parser("har", help="read a HAR file (browser DevTools, mitmproxy, ...) and print its Socket.IO records")
+    h.add_argument("file", help="the .har file")
+    h.add_argument("--jsonl", help="also write the records to this JSON Lines file")
+    h.add_argument("--engineio", action="store_true", help="decode Engine.IO only")
     return parser
 
 
@@ -173,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         print(protocol.explain(args.packet))
         return 0
+    if args.command == "har":
+        return har_command(args)
     if args.command == "check":
         from .conformance import check
         report = asyncio.run(check(args.url, path=args.path, echo_event=args.echo_event, max_wait=args.max_wait))

@@ -263,6 +263,13 @@ class Recorder:
         return [new_record(t=t, kind="http", dir="s2c", http=resp_http, raw=text, error=error, note=note,
                            **where)], False, plain
 
+    def unread(self, exchange: Exchange, *, status: int | None, t: float, note: str,
+               error: str | None = None) -> list[Record]:
+        """An answer whose body the source does not have (a HAR that leaves bodies out, or a request that got
+        no answer): one HTTP record that says so, instead of packets guessed from nothing."""
+        return [new_record(t=t, kind="http", dir="s2c", http=exchange.http(status), note=note, error=error,
+                           **exchange.where)]
+
     def exchange_ended(self, exchange: Exchange, status: int) -> list[Record]:
         """The answer went on: a refused polling session ends its binary pairing (what waited is recorded)."""
         if exchange.transport == "polling" and status >= 400 and exchange.sid:
@@ -321,6 +328,13 @@ class Recorder:
         note, error = notes.close_note(closer, code)
         out.append(new_record(t=t, kind="ws", dir=dir if by is None else None, note=note, error=error,
                               **stream.where))
+        return out
+
+    def ended(self, stream: Stream, t: float, note: str) -> list[Record]:
+        """The WebSocket ended without a close the source saw (a HAR keeps no close frames): attachments still
+        awaited, then a ``ws`` record with ``note`` (no close code is made up)."""
+        out = self.flush(stream.key, "the WebSocket ended", **stream.where)
+        out.append(new_record(t=t, kind="ws", note=note, **stream.where))
         return out
 
     # ------------------------------------------------------------ decoding

@@ -265,6 +265,24 @@ class Trace:
         trace.extend(jsonl.read(source))
         return trace
 
+    # -- HAR (har.py)
+    @classmethod
+    def from_har(cls, source: str | os.PathLike | dict, limit: int | None = None) -> "Trace":
+        """Read a HAR file (a path, or its parsed JSON) through the live tap's recorder; the first record (a log)
+        says how many entries were read and skipped. Untrusted: a file that is not a HAR raises ValueError."""
+        from . import har
+        trace = cls(limit=limit)
+        trace.extend(har.read(source).records)
+        return trace
+
+    def to_har(self, path: str | os.PathLike, *, redact: bool = True, origin: str = "http://localhost") -> str:
+        """Write the trace as a HAR file Chrome DevTools imports (WebSocket frames included); tokens in auth
+        payloads and query strings are redacted unless ``redact=False``. Returns the note on what was redacted."""
+        from . import har
+        records = list(self._records)
+        start = time.time() - (max((r.t for r in records), default=0.0))
+        return har.write(records, path, redact=redact, origin=origin, start=start)
+
 
 def _describe(criteria: dict, where: Callable | None) -> str:
     text = ", ".join(f"{k}={v!r}" for k, v in criteria.items()) or "any fields"

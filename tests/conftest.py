@@ -11,6 +11,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import engineio.packet  # noqa: F401 - its first import probes IPv6 (urllib3 binds ::1): not inside a unit test
 import pytest
 
 import siolab
