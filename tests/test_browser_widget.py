@@ -368,6 +368,7 @@ def test_page_reports_during_run_all_leave_every_cell_its_own_idle():
     # timed out on one in lesson 11). With it, each cell gets its own idle, however often the race comes.
     result = _page_reports_during_queued_cells(guard=True)
     assert result["kept"] >= 1, (f"the guard never had to keep a newer request in {result['requests'] // 2} tries: "
-                                 f"the race did not come, or the guard does not see ipykernel's restoring call")
+                                 f"the race did not come, the guard does not see ipykernel's restoring call, or "
+                                 f"ipykernel no longer restores a stale parent (then keep_shell_parent can go)")
     assert result["no_idle"] == [], (f"{len(result['no_idle'])} of {result['requests']} cells got no idle of their "
                                      f"own (the guard kept a newer request {result['kept']} times)")
