@@ -11,10 +11,12 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -182,12 +184,65 @@ def code_cell_count(notebook: Path) -> int:
     return sum(c["cell_type"] == "code" for c in json.loads(notebook.read_text())["cells"])
 
 
+class KernelWire:
+    """The page's kernel messages, as its WebSocket to the Jupyter server carried them (both ways).
+
+    A cell's prompt gets its number when the kernel's execute_reply *and* a ``status: idle`` whose parent
+    header is that cell's execute_request have come: when a prompt keeps [*], this tells which was missing.
+    """
+
+    def __init__(self, page) -> None:
+        self.messages: list[tuple[str, str, str, str, dict]] = []  # (way, msg_type, msg_id, parent msg_id, content)
+        page.on("websocket", self._watch)
+
+    def _watch(self, ws) -> None:
+        if "/api/kernels/" in ws.url:
+            ws.on("framesent", lambda payload: self._add("sent", payload))
+            ws.on("framereceived", lambda payload: self._add("received", payload))
+
+    def _add(self, way: str, payload) -> None:
+        try:
+            if isinstance(payload, str):  # the older JSON protocol
+                msg = json.loads(payload)
+                header, parent, content = msg["header"], msg["parent_header"], msg["content"]
+            else:  # v1.kernel.websocket.jupyter.org: offsets, channel, header, parent, metadata, content, ...
+                n = struct.unpack_from("<Q", payload)[0]
+                at = struct.unpack_from(f"<{n}Q", payload, 8)
+                header, parent, _, content = (json.loads(payload[at[i]:at[i + 1]]) for i in range(1, 5))
+        except (ValueError, KeyError, IndexError, struct.error):
+            return
+        self.messages.append((way, header.get("msg_type", ""), header.get("msg_id", ""),
+                              (parent or {}).get("msg_id", ""), content or {}))
+
+    def unfinished(self) -> list[str]:
+        """The execute_requests the page sent that lack an execute_reply or their own idle, and where the
+        idle statuses went instead."""
+        executes = [(mid, c.get("code", "")) for way, kind, mid, _, c in self.messages
+                    if way == "sent" and kind == "execute_request"]
+        replied = {p for way, kind, _, p, _ in self.messages if kind == "execute_reply"}
+        idles = Counter(p for way, kind, _, p, c in self.messages
+                        if kind == "status" and c.get("execution_state") == "idle")
+        lines = []
+        for i, (mid, code) in enumerate(executes):
+            first = code.strip().splitlines()[0] if code.strip() else ""
+            if mid not in replied or mid not in idles:
+                lines.append(f"request {i + 1} ({first!r}): execute_reply {'came' if mid in replied else 'missing'}, "
+                             f"its own status idle {'came' if mid in idles else 'never came'}")
+            if idles[mid] > 1:
+                lines.append(f"request {i + 1} ({first!r}) had {idles[mid]} idle statuses: a later request's went "
+                             f"out with its parent header")
+        return lines
+
+
 def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: float = 30_000) -> int:
     """Open the notebook, clear its stored outputs, run every code cell but the last; returns the code cell count.
 
     (The stored outputs go first so that every prompt and widget seen afterwards is from this run; the last
-    cell of a lesson closes its lab, so the test runs it itself when it is done looking.)
+    cell of a lesson closes its lab, so the test runs it itself when it is done looking.) Done when every one
+    of them is numbered, as a learner sees it, or when one failed (Run All stops there); a prompt left at [*]
+    fails, with what the kernel's messages say about it.
     """
+    wire = KernelWire(page)
     page.goto(lab.notebook_url(notebook.name))
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=30_000)
     n_code = code_cell_count(notebook)
@@ -208,19 +263,22 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
         code_cells.nth(n_code - 1).locator(".jp-InputPrompt").click()
         menu(page, "Run", "Run All Above Selected Cell")
         page.wait_for_function(started, timeout=10_000)
-    # done when every cell but the last has its number, or when one failed (Run All stops there). The kernel
-    # runs cells in order, so the last of them numbered with the kernel idle is done too (on a busy machine the
-    # page once kept an earlier cell's [*] after its reply: the kernel had run every cell after it).
-    page.wait_for_function(
-        """(n) => {
-            const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
-            const failed = [...document.querySelectorAll(
-                ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
-                .some(e => /Traceback/.test(e.textContent));
-            const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
-            const numbered = p => /\\[\\d+\\]/.test(p.textContent);
-            return prompts.slice(0, n - 1).every(numbered) || (idle && numbered(prompts[n - 2])) || (failed && idle);
-        }""", arg=n_code, timeout=timeout)
+    try:
+        page.wait_for_function(
+            """(n) => {
+                const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
+                const failed = [...document.querySelectorAll(
+                    ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
+                    .some(e => /Traceback/.test(e.textContent));
+                const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
+                return prompts.slice(0, n - 1).every(p => /\\[\\d+\\]/.test(p.textContent)) || (failed && idle);
+            }""", arg=n_code, timeout=timeout)
+    except Exception as exc:
+        prompts = page.evaluate(
+            "[...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)")
+        raise AssertionError(f"not every cell but the last got its number in {timeout / 1000:.0f} s ({exc}); "
+                             f"code cell prompts: {prompts}; the kernel's messages: "
+                             + ("; ".join(wire.unfinished()) or "each request got its reply and its idle")) from exc
     failed = error_outputs(page)
     assert failed.count() == 0, f"a cell failed:\n{failed.first.inner_text()}"
     return n_code

@@ -2,6 +2,10 @@
 reports, emits waiting on the wire, stopping, the bundle kept out of notebooks; the network-tab view; the lab's
 origin check behind jupyter-server-proxy and TLS; the CORS probe."""
 import asyncio
+import json
+import queue
+import random
+import time
 from pathlib import Path
 
 import aiohttp
@@ -278,3 +282,95 @@ async def test_cors_probe_shows_the_answer_and_ends_the_session_it_opened(lab):
     assert len(closes) == 2 and all(r.http["method"] == "POST" for r in closes)
     await asyncio.sleep(0.05)
     assert all(sock.closed for sock in lab.server.eio.sockets.values())  # nothing left open by the probes
+
+
+# ---------------------------------------------------------------- in a real kernel, as during Run All
+def _page_reports_during_queued_cells(guard: bool, trials: int = 200, enough: int = 5) -> dict:
+    """A real ipykernel with a BrowserClient; Run All's pattern, over and over: an awaiting cell, the next one
+    queued behind it, and the page's reports (comm messages, as the page sends them) arriving as the first one
+    ends. Returns which execute_requests never got a ``status: idle`` with their own parent header (what
+    JupyterLab waits for before it numbers a cell) and how often the guard kept a newer request."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        out: list[str] = []
+        setup = ("import asyncio, importlib, inspect, json, siolab\n"
+                 + ("" if guard else "importlib.import_module('siolab.widgets.browser_client')"
+                                     ".keep_shell_parent = lambda kernel=None: False\n")
+                 + "lab = await siolab.start(ping_interval=1, ping_timeout=1)\n"
+                   "browser = lab.browser_client('browser')\n"
+                   "k = get_ipython().kernel\n"
+                   "print(json.dumps([browser.comm.comm_id, getattr(k, '_siolab_keeps_shell_parent', False),\n"
+                   "                  'concurrent' in inspect.signature(k.dispatch_shell).parameters]))\n")
+        reply = kc.execute_interactive(setup, timeout=60,
+                                       output_hook=lambda m: out.append(m["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        comm_id, guarded, concurrent = json.loads("".join(out).strip().splitlines()[-1])
+        if not concurrent:
+            pytest.skip("this ipykernel handles comm messages only between cells: no race to guard against")
+        assert guarded is guard
+
+        seq = 0
+
+        def page_report() -> None:  # what the page's model.send() puts on the wire
+            nonlocal seq
+            seq += 1
+            data = {"method": "custom", "content": {"type": "state", "run": "r1", "seq": seq,
+                                                     "state": {"status": "connected"}}}
+            kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
+
+        idle: set[str] = set()   # the requests an idle status came back for (with them as parent)
+        printed: dict[str, str] = {}
+
+        def read_until_idle(msg_id: str, timeout: float = 30) -> None:
+            deadline = time.monotonic() + timeout
+            while msg_id not in idle:
+                assert time.monotonic() < deadline, "the kernel did not go idle after a cell that does not await"
+                try:
+                    msg = kc.get_iopub_msg(timeout=1)
+                except queue.Empty:
+                    continue
+                parent = msg["parent_header"].get("msg_id")
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    idle.add(parent)
+                elif msg["msg_type"] == "stream":
+                    printed[parent] = printed.get(parent, "") + msg["content"]["text"]
+
+        def kept() -> int:  # a cell that does not await: its own idle always comes
+            msg_id = kc.execute("print(getattr(k, '_siolab_kept_shell_parent', 0))")
+            read_until_idle(msg_id)
+            return int(printed[msg_id])
+
+        rng = random.Random(11)
+        sent: list[str] = []
+        for trial in range(trials):
+            sent.append(kc.execute(f"await asyncio.sleep({rng.uniform(0, 0.02):.4f})"))
+            sent.append(kc.execute("await asyncio.sleep(0.005)"))  # queued behind it, as in Run All
+            end = time.monotonic() + 0.03
+            while time.monotonic() < end:
+                page_report()
+                time.sleep(rng.uniform(0, 0.003))
+            time.sleep(0.04)
+            if guard and trial % 50 == 49 and kept() >= enough:
+                break
+        return {"requests": len(sent), "no_idle": [m for m in sent if m not in idle], "kept": kept()}
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_page_reports_during_run_all_leave_every_cell_its_own_idle():
+    # Without the guard (ipykernel 7.4, _page_reports_during_queued_cells(guard=False)) the cells lose their
+    # idle to the previous cell's parent header: 200 of 200 in 100 tries here, where the reports come faster
+    # than the kernel handles them; in JupyterLab such a cell stays [*] for good (tests/test_browser_client.py
+    # timed out on one in lesson 11). With it, each cell gets its own idle, however often the race comes.
+    result = _page_reports_during_queued_cells(guard=True)
+    assert result["kept"] >= 1, (f"the guard never had to keep a newer request in {result['requests'] // 2} tries: "
+                                 f"the race did not come, the guard does not see ipykernel's restoring call, or "
+                                 f"ipykernel no longer restores a stale parent (then keep_shell_parent can go)")
+    assert result["no_idle"] == [], (f"{len(result['no_idle'])} of {result['requests']} cells got no idle of their "
+                                     f"own (the guard kept a newer request {result['kept']} times)")

@@ -18,12 +18,17 @@ Two views of the same client, for assertions:
   ``reason``), kept up to date from the page's widget messages. ipykernel 7 reads those even while a
   cell awaits; ipykernel 6 only between cells, so assert on them in a cell of their own.
 
+Those reports, arriving while a cell awaits, meet a race in ipykernel 7.4 that could leave the next cell at
+``[*]`` for good: the guard below (``keep_shell_parent``) is installed with the first panel.
+
 Outside a page served by a Jupyter server (VS Code, Colab) the panel says it cannot connect, and why;
 ``wait_connected`` then returns False and a lesson skips what needs the page.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import sys
 import weakref
 from typing import Any
 
@@ -87,6 +92,7 @@ class BrowserClient(anywidget.AnyWidget):
         options = dict(io_options)
         if transports is not None:
             options["transports"] = list(transports)
+        keep_shell_parent()  # before the page can send anything
         super().__init__(name=name, port=lab.tap.port, library=library, library_error=library_error,
                          options=options)
         self.lab = lab
@@ -202,6 +208,60 @@ class BrowserClient(anywidget.AnyWidget):
 def browser_client(lab: Any, name: str = "browser", **options: Any) -> BrowserClient:
     """The official socket.io-client, in this page, connected to ``lab`` (see ``BrowserClient``)."""
     return BrowserClient(lab, name, **options)
+
+
+def keep_shell_parent(kernel: Any = None) -> bool:
+    """Guard ipykernel against a race this widget's page provokes; True if the guard is on.
+
+    ipykernel 7.4 dispatches a comm message that arrives while a cell awaits at once, beside the cell
+    (``Kernel.shell_main``: ``dispatch_shell(..., concurrent=True)`` in a copy of the shell's context). Before
+    that it reads the shell's parent request (the running cell's execute_request), and afterwards it sets that
+    parent again, to repair what the comm's dispatch overwrote outside the context (the shell's and streams'
+    global fallbacks). If the cell ended and the next queued cell started in between, that write puts the
+    *previous* cell's request back as the current one: the new cell's ``status: idle`` then goes out with the
+    previous cell's parent header. JupyterLab finishes a cell when both its execute_reply and an idle status
+    for its request have come, so that cell keeps ``[*]`` for good, and anything published later from the
+    shell's context goes to the previous cell, while the kernel, idle, runs every cell after it.
+    This page's reports (sent whenever the client's state changes, and again half a second later) make that
+    likely during Run All: lesson 11 kept a cell at [*] in 4 runs of 10 with chromium, the Jupyter server and
+    the kernel on one core.
+
+    The guard makes that write set the request that is current when it happens, which is what the shell's
+    context holds (the comm ran in a copy): the same as before when no cell started in between, and the
+    right one when one did. It wraps this kernel's ``set_parent`` and changes only the call made from
+    ``shell_main``; a kernel without concurrent comm dispatch (ipykernel 6, or outside a kernel) is left alone.
+    """
+    try:
+        from ipykernel.kernelbase import Kernel
+    except ImportError:
+        return False
+    if kernel is None:
+        if not Kernel.initialized():
+            return False
+        kernel = Kernel.instance()
+    if getattr(kernel, "_siolab_keeps_shell_parent", False):
+        return True
+    shell_main = getattr(type(kernel), "shell_main", None)
+    dispatch = getattr(kernel, "dispatch_shell", None)
+    if (shell_main is None or dispatch is None or not hasattr(kernel, "_shell_parent_ident")
+            or not hasattr(kernel, "_get_shell_context_var")
+            or "concurrent" not in inspect.signature(dispatch).parameters):
+        return False
+    restoring = shell_main.__code__  # the one caller whose set_parent may be stale
+    set_parent = kernel.set_parent
+
+    def keeping_set_parent(ident: Any, parent: Any, channel: str = "shell") -> Any:
+        if channel == "shell" and sys._getframe(1).f_code is restoring:
+            current = kernel.get_parent("shell")  # the request current in the shell's context now
+            if current is not parent:
+                kernel._siolab_kept_shell_parent += 1  # a cell started meanwhile: the write would undo it
+            parent, ident = current, kernel._get_shell_context_var(kernel._shell_parent_ident)
+        return set_parent(ident, parent, channel)
+
+    kernel.set_parent = keeping_set_parent
+    kernel._siolab_kept_shell_parent = 0  # how many times the guard kept a newer request
+    kernel._siolab_keeps_shell_parent = True
+    return True
 
 
 def _count(value: Any) -> bool:
