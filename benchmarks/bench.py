@@ -386,10 +386,12 @@ async def node_load(url: str, transport: str, clients: int, seconds: float, watc
             else:
                 result = msg
     finally:
-        if proc.returncode is None:
+        try:  # (Popen.kill() reaps a child that just exited, behind asyncio's watcher: wait first)
+            await asyncio.wait_for(proc.wait(), 10)
+        except asyncio.TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        await proc.wait()
+            await proc.wait()
     if result is None or "error" in result:
         raise RuntimeError(f"node_load.js {url} {transport} x{clients}: {result}")
     result["cpu"] = {name: after[name] - before[name] for name in before}

@@ -65,8 +65,18 @@ class _Printer:
             if self.jsonl is not None:  # the file first: what the terminal shows is in the file already
                 self._write_jsonl(records)
             if text:
+                self._show(text)
+        if self.shown:
+            self._show("")
+
+    def _show(self, text: str) -> None:
+        try:
+            if text:
                 self.out.write(text)
-        self.out.flush()
+            self.out.flush()
+        except (OSError, ValueError) as exc:  # the terminal went away (`| head`): the file goes on
+            self.shown = False
+            sys.stderr.write(f"siolab tap: stopped printing records ({exc}); the JSON Lines file goes on\n")
 
     def _write_jsonl(self, records: list[Record]) -> None:
         self._write_lines("".join([jsonl_format.dump_line(r) for r in records]), len(records))
@@ -263,9 +273,8 @@ def _writer_main() -> None:
                     jsonl.close()
                     jsonl = None
                 lost = f" ({printer.unwritten} of them not written to {item[2]})" if printer.unwritten else ""
-                if item[1]:
-                    sys.stdout.write(item[1] + lost + "\n")
-                sys.stdout.flush()
+                if item[1] and printer.shown:
+                    printer._show(item[1] + lost + "\n")
                 return
             else:
                 records.append(_rebuild(item))
