@@ -3,7 +3,11 @@ Node.js client and server frame them, fed through WebSocketRelay as data_receive
 writes going nowhere. Measures process CPU time, so the machine's other load disturbs it less than a
 throughput figure.
 
-    .venv/bin/python benchmarks/hot_path.py [--n 20000] [--listener none|printer|shipper]
+    .venv/bin/python benchmarks/hot_path.py [--n 20000] [--repeats 7]
+
+Prints the tap's loop alone (no records), recording with no listener, recording and shipping the records to a
+writer process (the CLI tap), recording and printing in the same process (the printer, for /dev/null), and the
+writer process's side of the shipped batches (unpickle, rebuild, decode, format, JSON Lines).
 """
 from __future__ import annotations
 
@@ -57,25 +61,26 @@ async def run(n: int, listener: str, record: bool = True, batches: list | None =
         from siolab.cli import _Printer
         sink = _Printer(open(os.devnull, "w"), open(os.devnull, "w"))
         trace.subscribe(sink)
-    elif listener == "shipper":
-        from siolab.cli import _Shipper, _pack, _item
-        class Fake:
+    elif listener == "shipper":  # what the CLI tap's _Shipper does: pickle batches of 256, write them to a pipe
+        from siolab.cli import _item, _pack
+
+        class Ship:
             def __init__(self):
-                self.records = []
+                self.records, self.fd = [], os.open(os.devnull, os.O_WRONLY)
+
             def __call__(self, r):
                 self.records.append(r)
                 if len(self.records) >= 256:
                     self.flush()
+
             def flush(self):
-                rs, self.records = self.records, []
-                os.write(fd, _pack([_item(r) for r in rs]))
-        fd = os.open(os.devnull, os.O_WRONLY)
-        if batches is not None:  # keep what was sent, for the writer's side
-            fd = None
-            def _write(data):
-                batches.append(data)
-            Fake.flush = lambda self: (batches.append(_pack([_item(r) for r in self.records])), self.records.clear())
-        sink = Fake()
+                records, self.records = self.records, []
+                data = _pack([_item(r) for r in records])
+                if batches is not None:  # kept, for the writer's side
+                    batches.append(data)
+                else:
+                    os.write(self.fd, data)
+        sink = Ship()
         trace.subscribe(sink)
     recorder = Recorder()
     faults = Faults(trace)
