@@ -107,8 +107,9 @@ def _is_devnull(out: IO[str]) -> bool:
 # record's fields as they are (a LazyRecord's still undecoded), pickled a batch at a time (~2 µs a record),
 # and the writer rebuilds the same records and prints and writes them with the same code (_Printer). The pipe
 # is bounded: a writer that falls behind holds the tap up (blocking writes), so memory stays bounded and no
-# record is dropped. Measured with benchmarks/bench.py --only scale (Node.js server and clients, 50 WebSocket
-# clients, side by side): 1.25-1.37x the round trips of the tap printing in its own loop, p99 35 -> 20 ms.
+# record is dropped. Measured with benchmarks/bench.py --only scale (Node.js server and clients, side by side
+# with the tap printing in its own loop): 50 WebSocket clients 1.04x the round trips and p99 22 -> 15 ms on a
+# quiet machine, 1.25-1.37x when other jobs used the cores; the CPU per round trip, writer included, the same.
 _NOT_LAZY = tuple(name for name in FIELDS if name not in LAZY_FIELDS)
 _get_all = operator.attrgetter(*FIELDS)
 _get_not_lazy = operator.attrgetter(*_NOT_LAZY)
