@@ -1,6 +1,6 @@
 """siolab's benchmark: what tracing costs, how the trace store and views scale, how fast the lessons run.
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--only tap,store,view,lessons] [--transports websocket,polling]
+    .venv/bin/python benchmarks/bench.py [--quick] [--only tap,scale,store,view,lessons] [--transports websocket,polling]
 
 Every ratio is measured side by side in one run: configurations alternate within each repeat (in a
 rotated order from one repeat to the next), and a verdict takes the median over the repeats of the ratio
@@ -275,6 +275,282 @@ async def bench_tap(args) -> None:
                        f"({records} records traced)", results, transport + " (in-kernel)", target)
 
 
+# ------------------------------------------------------------------ scale: many clients, Node.js at both ends
+
+NODE_MODULES = ROOT / "tests" / "node" / "node_modules"
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# (transport, clients, the tap / byte relay target); p99 target: at 50 WebSocket clients
+SCALE_CASES = (("websocket", 1, 0.9), ("websocket", 50, 0.8), ("websocket", 200, 0.8), ("polling", 50, 0.85))
+SCALE_P99_ADDED_MS = 2.0
+SCALE_PEAK_RSS_MB = 160  # the tap and its writer process together
+
+
+def proc_children(pid: int) -> list[int]:
+    """A process's living child processes, and theirs (the CLI tap's writer process)."""
+    out = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            kids = [int(k) for k in fh.read().split()]
+    except OSError:
+        return out
+    for kid in kids:
+        out += [kid] + proc_children(kid)
+    return out
+
+
+def proc_cpu(pid: int, children: bool = True) -> float:
+    """A process's CPU time so far (user + system, every thread), in seconds (/proc/<pid>/stat), with its
+    living children's."""
+    total = 0.0
+    for p in [pid] + (proc_children(pid) if children else []):
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def proc_mem(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a process and its living children together, in MB."""
+    out = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for p in [pid] + proc_children(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{p}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] += int(line.split()[1]) / 1024
+    return out
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (every core; /proc/stat)."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK  # all but idle and iowait
+
+
+@contextlib.asynccontextmanager
+async def node_server():
+    """benchmarks/node_echo_server.js: (port, pid)."""
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(HERE / "node_echo_server.js"), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        yield info["port"], proc.pid
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def py_child(*args: str, announce: bool = True):
+    """As ``child``, and the process id too: (port, pid)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE if announce else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        port = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["port"] if announce else None
+        yield port, proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+
+async def node_load(url: str, transport: str, clients: int, seconds: float, watch: dict[str, int]) -> dict:
+    """Run benchmarks/node_load.js once; its JSON result, plus the CPU seconds each watched process (name ->
+    pid) and the whole machine spent over the counted window."""
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(HERE / "node_load.js"), url, "--clients", str(clients), "--seconds", str(seconds),
+        "--transport", transport, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    result = None
+    try:
+        while True:
+            line = await asyncio.wait_for(proc.stdout.readline(), seconds + 90)
+            if not line:
+                break
+            msg = json.loads(line)
+            if msg.get("phase") in ("start", "end"):
+                sample = {name: proc_cpu(pid) for name, pid in watch.items()}
+                sample.update({f"{name} alone": proc_cpu(pid, children=False) for name, pid in watch.items()})
+                sample["machine"] = machine_busy()
+                if msg["phase"] == "start":
+                    before = sample
+                else:
+                    after = sample
+            else:
+                result = msg
+    finally:
+        try:  # (Popen.kill() reaps a child that just exited, behind asyncio's watcher: wait first)
+            await asyncio.wait_for(proc.wait(), 10)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    if result is None or "error" in result:
+        raise RuntimeError(f"node_load.js {url} {transport} x{clients}: {result}")
+    result["cpu"] = {name: after[name] - before[name] for name in before}
+    result["cpu"]["clients"] = result["cpu_s"]
+    return result
+
+
+def mitmdump_command() -> list[str] | None:
+    """mitmproxy as an optional comparison, only where it is installed already (never a dependency)."""
+    import shutil
+    exe = shutil.which("mitmdump") or (shutil.which("mitmdump", path=str(Path(sys.executable).parent)))
+    return [exe] if exe else None
+
+
+def count_echo_calls(path: Path) -> tuple[int, int]:
+    """(echo calls client -> server, acks server -> client) in a JSON Lines trace, one JSON parse per line."""
+    calls = acks = 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if '"echo"' not in line and '"ack"' not in line:
+                continue
+            obj = json.loads(line)
+            if obj.get("kind") != "packet":
+                continue
+            if obj.get("dir") == "c2s" and obj.get("event") == "echo":
+                calls += 1
+            elif obj.get("dir") == "s2c" and obj.get("sio") == "ack":
+                acks += 1
+    return calls, acks
+
+
+async def bench_scale(args) -> None:
+    import shutil
+    import tempfile
+    if shutil.which("node") is None or not (NODE_MODULES / "socket.io-client").is_dir():
+        print("\nscale: not measured (needs node and tests/node/node_modules: make setup-test)")
+        verdict("scale benchmark ran", False, "node or tests/node/node_modules missing")
+        return
+    repeats, seconds = (2, 1.0) if args.quick else (args.scale_repeats or 5, 2.0)
+    transports = args.transports.split(",")
+    cases = [c for c in SCALE_CASES if c[0] in transports
+             and (not args.scale_clients or str(c[1]) in args.scale_clients.split(","))]
+    tmp = Path(tempfile.mkdtemp(prefix="siolab-scale-"))
+    jsonl_path = tmp / "trace.jsonl"
+    print(f"\nscale: the Node.js socket.io 4.8 server (echo acks) | byte relay or CLI tap (--jsonl, own process) | "
+          f"N socket.io-client clients in one Node process calling echo back to back; {repeats} repeats of "
+          f"{seconds:g} s, configurations alternated forward-backward", flush=True)
+    results: dict[tuple, dict[str, list[dict]]] = {}
+    acked_through_tap = 0
+    async with node_server() as (server_port, server_pid):
+        async with py_child(str(HERE / "servers.py"), "relay", str(server_port)) as (relay_port, relay_proc):
+            tap_port = free_port()
+            async with py_child("-m", "siolab", "trace", f"http://127.0.0.1:{server_port}", "--listen",
+                                str(tap_port), "--jsonl", str(jsonl_path), announce=False) as (_, tap_proc):
+                await wait_port(tap_port)
+                configs = {"direct": (f"http://127.0.0.1:{server_port}", None),
+                           "relay": (f"http://127.0.0.1:{relay_port}", relay_proc.pid),
+                           "tap": (f"http://127.0.0.1:{tap_port}", tap_proc.pid)}
+                others = []  # --scale-taps: the CLI tap from other siolab trees, side by side (A/B of a change)
+                for spec in filter(None, (args.scale_taps or "").split(",")):
+                    name, _, tree = spec.partition("=")
+                    port = free_port()
+                    other = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "siolab", "trace", f"http://127.0.0.1:{server_port}", "--listen",
+                        str(port), "--jsonl", str(tmp / f"{name}.jsonl"), stdin=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                        env={**os.environ, "PYTHONPATH": tree}, cwd=tree)
+                    others.append(other)
+                    await wait_port(port)
+                    configs[name] = (f"http://127.0.0.1:{port}", other.pid)
+                mitm = mitmdump_command()
+                mitm_proc = None
+                if mitm:
+                    mitm_port = free_port()
+                    mitm_proc = await asyncio.create_subprocess_exec(
+                        *mitm, "-q", "--mode", f"reverse:http://127.0.0.1:{server_port}", "--listen-host",
+                        "127.0.0.1", "--listen-port", str(mitm_port), stdout=asyncio.subprocess.DEVNULL,
+                        stderr=asyncio.subprocess.DEVNULL)
+                    await wait_port(mitm_port)
+                    configs["mitmproxy"] = (f"http://127.0.0.1:{mitm_port}", mitm_proc.pid)
+                else:
+                    print("  (mitmproxy is not installed: no mitmproxy column)")
+                names = list(configs)
+                rss_after: dict[tuple, dict] = {}
+                try:
+                    for case in cases:
+                        transport, clients, _ = case
+                        per = results[case] = {n: [] for n in names}
+                        for repeat in range(repeats):
+                            order = names if repeat % 2 == 0 else names[::-1]
+                            for name in order:
+                                url, hop = configs[name]
+                                watch = {"server": server_pid, **({"hop": hop} if hop else {})}
+                                r = await node_load(url, transport, clients, seconds, watch)
+                                per[name].append(r)
+                                if name == "tap":
+                                    acked_through_tap += r["acked"]
+                        rss_after[case] = proc_mem(tap_proc.pid)
+                    mem = proc_mem(tap_proc.pid)
+                finally:
+                    for other in others + ([mitm_proc] if mitm_proc is not None else []):
+                        other.terminate()
+                        await other.wait()
+                tap_proc.send_signal(2)  # Ctrl-C: the CLI writes what it holds and closes the file
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(tap_proc.wait(), 15)
+    for case in cases:
+        report_scale(case, results[case], rss_after[case])
+    calls, acks = count_echo_calls(jsonl_path)
+    verdict("scale: every acknowledged call is in the JSON Lines", calls >= acked_through_tap,
+            f"{calls} echo calls (c2s) and {acks} acks (s2c) recorded; the clients counted {acked_through_tap} "
+            f"acknowledged calls through the tap")
+    verdict(f"scale: tap memory bounded (peak RSS of its processes under {SCALE_PEAK_RSS_MB} MB)", mem["VmHWM"] < SCALE_PEAK_RSS_MB,
+            f"peak {mem['VmHWM']:.0f} MB, now {mem['VmRSS']:.0f} MB; RSS after each case: "
+            + ", ".join(f"{c[1]} {c[0]} {m['VmRSS']:.0f}" for c, m in rss_after.items()))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_scale(case: tuple, per: dict[str, list[dict]], rss: dict) -> None:
+    transport, clients, target = case
+    print(f"\n[scale] {clients} {transport} client{'s' if clients > 1 else ''}", flush=True)
+    print(f"  {'config':<10} {'round trips/s':>14} {'p50 ms':>8} {'p99 ms':>8}   CPU µs per round trip: "
+          f"{'server':>7} {'clients':>7} {'hop':>7} {'others':>7}")
+    for name, runs in per.items():
+        rate = statistics.median(r["rate"] for r in runs)
+        p50 = statistics.median(r["p50_ms"] for r in runs)
+        p99 = statistics.median(r["p99_ms"] for r in runs)
+
+        def us(key: str) -> str:
+            vals = [r["cpu"][key] / r["calls"] * 1e6 for r in runs if key in r["cpu"] and r["calls"]]
+            return f"{statistics.median(vals):>7.0f}" if vals else f"{'-':>7}"
+        others = [(r["cpu"]["machine"] - r["cpu"]["server"] - r["cpu"]["clients"] - r["cpu"].get("hop", 0))
+                  / r["calls"] * 1e6 for r in runs if r["calls"]]
+        writer = [(r["cpu"]["hop"] - r["cpu"]["hop alone"]) / r["calls"] * 1e6 for r in runs
+                  if "hop" in r["cpu"] and r["calls"]]
+        split = f"  (its writer process: {statistics.median(writer):.0f})" if writer and max(writer) > 0 else ""
+        print(f"  {name:<10} {rate:>14.0f} {p50:>8.2f} {p99:>8.2f}   {'':22}{us('server')} {us('clients')} "
+              f"{us('hop')} {statistics.median(others):>7.0f}{split}")
+    ratios = [t["rate"] / r["rate"] for t, r in zip(per["tap"], per["relay"])]
+    spread = f"repeats {min(ratios):.2f}-{max(ratios):.2f}"
+    label = f"{clients} {transport}"
+    ratio = statistics.median(ratios)
+    verdict(f"scale {label}: tap >= {target} x byte relay (round trips)", ratio >= target,
+            f"{ratio:.2f} (median of the repeats' ratios; {spread})")
+    added = statistics.median(t["p99_ms"] - r["p99_ms"] for t, r in zip(per["tap"], per["relay"]))
+    if (transport, clients) == ("websocket", 50):
+        verdict(f"scale {label}: p99 added over the byte relay <= {SCALE_P99_ADDED_MS} ms",
+                added <= SCALE_P99_ADDED_MS, f"{added:.2f} ms (median of the repeats' differences)")
+    else:
+        print(f"  p99 added over the byte relay: {added:.2f} ms (median of the repeats' differences)")
+    print(f"  tap RSS after this case: {rss['VmRSS']:.0f} MB (peak so far {rss['VmHWM']:.0f} MB)")
+    for name in per:
+        if name not in ("direct", "relay", "tap"):
+            m = statistics.median(x["rate"] / r["rate"] for x, r in zip(per[name], per["relay"]))
+            t = statistics.median(x["rate"] / r["rate"] for x, r in zip(per[name], per["tap"]))
+            d = statistics.median(x["p99_ms"] - r["p99_ms"] for x, r in zip(per[name], per["tap"]))
+            print(f"  {name} / byte relay: {m:.2f}; {name} / tap: {t:.2f}; p99 {name} - tap: {d:+.2f} ms")
+
+
 # ------------------------------------------------------------------ 4: trace store
 
 def bench_store(args) -> None:
@@ -388,8 +664,13 @@ def bench_lessons(args) -> None:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
-    parser.add_argument("--only", default="tap,store,view,lessons")
-    parser.add_argument("--transports", default="websocket,polling", help="the tap benchmark's transports")
+    parser.add_argument("--only", default="tap,scale,store,view,lessons")
+    parser.add_argument("--transports", default="websocket,polling", help="the tap and scale benchmarks' transports")
+    parser.add_argument("--scale-taps", metavar="NAME=DIR,...",
+                        help="scale: also run the CLI tap of these siolab trees (PYTHONPATH=DIR), side by side")
+    parser.add_argument("--scale-repeats", type=int, help="scale: repeats per case (default 5)")
+    parser.add_argument("--scale-clients", metavar="N,...",
+                        help="scale: only the cases with these client counts (e.g. 50)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     print(f"siolab benchmark — {time.strftime('%Y-%m-%d')}, python {sys.version.split()[0]}, "
@@ -399,6 +680,8 @@ async def main() -> int:
               "full run's)", flush=True)
     if "tap" in parts:
         await bench_tap(args)
+    if "scale" in parts:
+        await bench_scale(args)
     if "store" in parts:
         bench_store(args)
     if "view" in parts:
