@@ -535,6 +535,24 @@ def explain_table(raws: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
+#: The cheat sheet's example packets: packet -> (Engine.IO type, Socket.IO type, namespace, ack id, attachments),
+#: or the first few of them (what ``examples_explained`` checks).
+CHEAT_SHEET_EXAMPLES = {
+    '0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}': ("open",),
+    "1": ("close",), "2": ("ping",), "2probe": ("ping",), "3": ("pong",), "3probe": ("pong",),
+    "5": ("upgrade",), "6": ("noop",), "bAQIDBA==": ("message", None),
+    "40": ("message", "connect", "/"), '40/chat,{"token":"s3cret"}': ("message", "connect", "/chat"),
+    '40{"sid":"abc"}': ("message", "connect", "/"),
+    "41": ("message", "disconnect", "/"), "41/chat,": ("message", "disconnect", "/chat"),
+    '42["message",{"message":"hi"}]': ("message", "event", "/", None), '42/chat,["hi"]': ("message", "event", "/chat"),
+    '421["add",1,2]': ("message", "event", "/", 1), '420["add",1,2]': ("message", "event", "/", 0),
+    "431[3]": ("message", "ack", "/", 1), '43/chat,1["ok"]': ("message", "ack", "/chat", 1),
+    '44/admin,{"message":"not authorized"}': ("message", "connect_error", "/admin"),
+    '451-["file",{"_placeholder":true,"num":0}]': ("message", "binary_event", "/", None, "1-"),
+    '461-1[{"_placeholder":true,"num":0}]': ("message", "binary_ack", "/", 1, "1-"),
+}
+
+
 def examples_explained(expected: Mapping[str, Sequence[Any]]) -> None:
     """Each example packet means what the cheat sheet says: ``expected[raw]`` is (Engine.IO type, Socket.IO type,
     namespace, ack id, attachments), or the first few of them, as ``siolab.explain`` reads the packet."""

@@ -317,6 +317,7 @@ async def test_the_browser_upgrade_as_lesson_11_tells_it():
 
 # ---------------------------------------------------------------- the cheat sheet
 def test_explaining_the_cheat_sheets_examples():
+    check.examples_explained(check.CHEAT_SHEET_EXAMPLES)
     check.examples_explained({"421[\"add\",1,2]": ("message", "event", "/", 1), "6": ("noop",),
                               '451-["f",{"_placeholder":true,"num":0}]': ("message", "binary_event", "/", None, "1-")})
     assert "is ('message', 'ack')" in failure(check.examples_explained, {"42[\"x\"]": ("message", "ack")})
