@@ -242,7 +242,7 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
     of them is numbered, as a learner sees it, or when one failed (Run All stops there); a prompt left at [*]
     fails, with what the kernel's messages say about it.
     """
-    wire = KernelWire(page)
+    kernel = KernelWire(page)
     page.goto(lab.notebook_url(notebook.name))
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=30_000)
     n_code = code_cell_count(notebook)
@@ -278,7 +278,7 @@ def open_and_run_all_but_last(page, lab: JupyterLab, notebook: Path, timeout: fl
             "[...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)")
         raise AssertionError(f"not every cell but the last got its number in {timeout / 1000:.0f} s ({exc}); "
                              f"code cell prompts: {prompts}; the kernel's messages: "
-                             + ("; ".join(wire.unfinished()) or "each request got its reply and its idle")) from exc
+                             + ("; ".join(kernel.unfinished()) or "each request got its reply and its idle")) from exc
     failed = error_outputs(page)
     assert failed.count() == 0, f"a cell failed:\n{failed.first.inner_text()}"
     return n_code

@@ -39,6 +39,7 @@ LOOPBACK_FIXTURES = {"lab", "cluster", "hostile", "net", "plain", "kernel"}
 # Single tests that open sockets themselves, in files otherwise unit (file name, test name without parameters).
 LOOPBACK_TESTS = {
     ("test_reference.py", "test_start_plain_replaces_and_close_all_stops_everything"),
+    ("test_browser_widget.py", "test_page_reports_during_run_all_leave_every_cell_its_own_idle"),  # a real kernel
 }
 
 
