@@ -278,10 +278,10 @@ class Trace:
     def to_har(self, path: str | os.PathLike, *, redact: bool = True, origin: str = "http://localhost") -> str:
         """Write the trace as a HAR file Chrome DevTools imports (WebSocket frames included); tokens in auth
         payloads and query strings are redacted unless ``redact=False``. Returns the note on what was redacted."""
-        from . import har
+        from . import har_export
         records = list(self._records)
         start = time.time() - (max((r.t for r in records), default=0.0))
-        return har.write(records, path, redact=redact, origin=origin, start=start)
+        return har_export.write(records, path, redact=redact, origin=origin, start=start)
 
 
 def _describe(criteria: dict, where: Callable | None) -> str:

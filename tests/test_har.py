@@ -21,7 +21,7 @@ import engineio.packet  # noqa: F401 - imported at collection: its first import 
 import pytest  # which a unit test may not do (tests/test_recorder.py alone has the same trap)
 import socketio.packet  # noqa: F401
 
-from siolab import Trace, cli, har
+from siolab import Trace, cli, har, har_export
 from siolab.recorder import Recorder
 
 DATA = Path(__file__).parent / "data" / "har"
@@ -464,16 +464,17 @@ def test_any_field_of_an_entry_with_any_wrong_type_never_raises_from_deep_inside
 
 # ---------------------------------------------------------------- redaction, the CLI
 def test_redaction_keeps_engine_io_parameters_and_auth_keys():
-    path, names = har.redact_query("/socket.io/?EIO=4&transport=polling&t=abc&sid=S&token=x&apiKey=y&my_auth=z&n=1")
+    redact_query, redact_connect = har_export.redact_query, har_export.redact_connect
+    path, names = redact_query("/socket.io/?EIO=4&transport=polling&t=abc&sid=S&token=x&apiKey=y&my_auth=z&n=1")
     assert path == "/socket.io/?EIO=4&transport=polling&t=abc&sid=S&token=REDACTED&apiKey=REDACTED" \
                    "&my_auth=REDACTED&n=1"
     assert names == ["token", "apiKey", "my_auth"]
-    assert har.redact_query("/socket.io/?EIO=4&session_id=1&password")[0] == "/socket.io/?EIO=4&session_id=REDACTED" \
-                                                                             "&password"
-    assert har.redact_connect('40{"token":"abc","user":{"id":1}}') == '40{"token":"REDACTED","user":"REDACTED"}'
-    assert har.redact_connect('40/admin,{"jwt":"e"}') == '40/admin,{"jwt":"REDACTED"}'
-    assert har.redact_connect("40") == "40" and har.redact_connect("40/admin,") == "40/admin,"
-    assert har.redact_connect("40{broken") == "40REDACTED" and har.redact_connect('40"s"') == '40"REDACTED"'
+    assert redact_query("/socket.io/?EIO=4&session_id=1&password")[0] == "/socket.io/?EIO=4&session_id=REDACTED" \
+                                                                         "&password"
+    assert redact_connect('40{"token":"abc","user":{"id":1}}') == '40{"token":"REDACTED","user":"REDACTED"}'
+    assert redact_connect('40/admin,{"jwt":"e"}') == '40/admin,{"jwt":"REDACTED"}'
+    assert redact_connect("40") == "40" and redact_connect("40/admin,") == "40/admin,"
+    assert redact_connect("40{broken") == "40REDACTED" and redact_connect('40"s"') == '40"REDACTED"'
 
 
 def test_the_har_command_prints_the_records_a_summary_and_writes_json_lines(tmp_path, capsys, monkeypatch):
@@ -504,7 +505,7 @@ def test_the_har_command_prints_the_records_a_summary_and_writes_json_lines(tmp_
 def test_to_har_writes_what_devtools_imports_for_every_record_kind():
     buf = io.StringIO()
     trace = Trace.from_har(DATA / "playwright-websocket.har")
-    doc, note = har.build(trace, start=1_700_000_000.0)
+    doc, note = har_export.build(trace, start=1_700_000_000.0)
     assert devtools_would_import(doc) == [] and "redacted" in note
     assert doc["log"]["creator"]["name"] == "siolab" and doc["log"]["version"] == "1.2"
     json.dump(doc, buf)  # plain JSON
