@@ -10,25 +10,15 @@ from typing import Any
 import engineio
 import socketio
 
-from .instrument import Instruments, TaskTracker
+from .instrument import InstrumentedEngineIO, Instruments, TaskTracker
 
 
-class LabEngineIOClient(engineio.AsyncClient):
+class LabEngineIOClient(InstrumentedEngineIO, engineio.AsyncClient):
     """python-engineio's AsyncClient that tracks its background tasks (the socketio client's too: they
     start here) and records why each session ended, through ``instruments``."""
 
-    def __init__(self, *args: Any, instruments: Instruments | None = None, **kwargs: Any) -> None:
-        self.instruments = instruments
-        super().__init__(*args, **kwargs)
-
-    def start_background_task(self, target, *args: Any, **kwargs: Any):
-        task = super().start_background_task(target, *args, **kwargs)
-        return self.instruments.tasks.add(task) if self.instruments is not None else task
-
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any):
-        if event == "disconnect" and self.instruments is not None and event in self.handlers:
-            self.instruments.session_ended(None, args[-1] if args else None)  # python-engineio: (reason,)
-        return await super()._trigger_event(event, *args, **kwargs)
+    def _ended(self, args: tuple) -> tuple[str | None, Any]:
+        return None, args[-1] if args else None  # python-engineio's client disconnect event: (reason,)
 
 
 class LabClient(socketio.AsyncClient):

@@ -166,3 +166,28 @@ class Instruments:
 
 __all__ = ["Instruments", "TaskTracker", "TraceLogHandler", "TraceLogger", "trace_logger", "record_session_end",
            "REASONS"]
+
+
+class InstrumentedEngineIO:
+    """What the lab's python-engineio client and server share (mixed in before the library's class): their
+    background tasks are tracked, and why each session ended is recorded, through ``instruments`` (None: the
+    library as pip installs it). ``_ended(args)`` says (sid, reason) from the library's disconnect event."""
+
+    instruments: Instruments | None
+    handlers: dict
+
+    def __init__(self, *args: Any, instruments: Instruments | None = None, **kwargs: Any) -> None:
+        self.instruments = instruments
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def start_background_task(self, target, *args: Any, **kwargs: Any):
+        task = super().start_background_task(target, *args, **kwargs)  # type: ignore[misc]
+        return self.instruments.tasks.add(task) if self.instruments is not None else task
+
+    def _ended(self, args: tuple) -> tuple[str | None, Any]:
+        raise NotImplementedError
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any):
+        if event == "disconnect" and self.instruments is not None and event in self.handlers:
+            self.instruments.session_ended(*self._ended(args))
+        return await super()._trigger_event(event, *args, **kwargs)  # type: ignore[misc]

@@ -26,7 +26,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from .instrument import Instruments
+from .instrument import InstrumentedEngineIO, Instruments
 
 
 def _host_port(netloc: str) -> tuple[str, int | None] | None:
@@ -68,23 +68,12 @@ def same_host_origin(origin: str | None, environ: dict | None = None) -> bool:
     return False
 
 
-class TracedEngineIOServer(engineio.AsyncServer):
+class TracedEngineIOServer(InstrumentedEngineIO, engineio.AsyncServer):
     """python-engineio's AsyncServer that tracks its background tasks and records why each session ended,
     through ``instruments`` (None: it is python-engineio as pip installs it)."""
 
-    def __init__(self, *args: Any, instruments: Instruments | None = None, **kwargs: Any) -> None:
-        self.instruments = instruments
-        super().__init__(*args, **kwargs)
-
-    def start_background_task(self, target, *args: Any, **kwargs: Any):
-        task = super().start_background_task(target, *args, **kwargs)
-        return self.instruments.tasks.add(task) if self.instruments is not None else task
-
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any):
-        if event == "disconnect" and self.instruments is not None and event in self.handlers:
-            # python-engineio's disconnect event: (sid, reason)
-            self.instruments.session_ended(args[0] if len(args) == 2 else None, args[-1] if args else None)
-        return await super()._trigger_event(event, *args, **kwargs)
+    def _ended(self, args: tuple) -> tuple[str | None, Any]:
+        return args[0] if len(args) == 2 else None, args[-1] if args else None  # the server's: (sid, reason)
 
 
 class TracedServer(socketio.AsyncServer):
