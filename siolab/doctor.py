@@ -130,7 +130,7 @@ def _unknown_session(recs: list[Record]) -> list[Finding]:
         "Kubernetes: sessionAffinity) and share events with an adapter (@socket.io/redis-adapter); or connect "
         "with transports: ['websocket'] only, which needs no stickiness.",
         "With several python-socketio processes, make the balancer sticky and use a client manager "
-        "(socketio.AsyncRedisManager); or let clients use the WebSocket only.", "12_several_servers")]
+        "(socketio.AsyncRedisManager); or let clients use the WebSocket only.", "13_several_servers")]
 
 
 def _protocol_mismatch(recs: list[Record]) -> list[Finding]:
@@ -148,7 +148,7 @@ def _protocol_mismatch(recs: list[Record]) -> list[Finding]:
         "or the answer uses v3 framing ('2:40'); the server refuses it ('Unsupported protocol version').",
         tuple(hits), "Upgrade the client to socket.io-client v4 (npm install socket.io-client@4); for a "
         "transition, new Server(httpServer, { allowEIO3: true }) accepts v2 clients.",
-        "Upgrade the client; python-socketio 5 speaks EIO=4 only (it has no allowEIO3).", "10_two_implementations")]
+        "Upgrade the client; python-socketio 5 speaks EIO=4 only (it has no allowEIO3).", "11_two_implementations")]
 
 
 def _cors_refused(recs: list[Record]) -> list[Finding]:
@@ -163,7 +163,7 @@ def _cors_refused(recs: list[Record]) -> list[Finding]:
         tuple(hits), "new Server(httpServer, { cors: { origin: 'http://localhost:5173' } }) or, in NestJS, "
         "@WebSocketGateway({ cors: { origin: [...] } }). Node does not apply CORS to the WebSocket upgrade.",
         "socketio.AsyncServer(cors_allowed_origins=['http://localhost:5173']); python-engineio answers 400 "
-        "'Not an accepted origin.' itself.", "11_browser_on_the_wire")]
+        "'Not an accepted origin.' itself.", "04_browser_on_the_wire")]
 
 
 def _websocket_refused(recs: list[Record]) -> list[Finding]:
@@ -230,7 +230,7 @@ def _ping_timeout(recs: list[Record]) -> list[Finding]:
         tuple(hits), "Keep the event loop free (no long synchronous work in a handler); behind a proxy, keep its "
         "read timeout above pingInterval + pingTimeout; the JS client reports disconnect reason 'ping timeout' "
         "and reconnects.", "Never time.sleep in a handler (await asyncio.sleep); the same proxy advice.",
-        "04_heartbeat_and_disconnects")]
+        "09_heartbeat_and_disconnects")]
 
 
 def _transport_close(recs: list[Record]) -> list[Finding]:
@@ -251,7 +251,7 @@ def _transport_close(recs: list[Record]) -> list[Finding]:
         f"{len(closes)} WebSocket(s) closed abnormally; the first was closed by {who} ({cut(first.note, 90)}).{idle}",
         tuple(closes), "The JS client reports 'transport close' and reconnects. For an idle timeout, raise the "
         "proxy's timeout (nginx proxy_read_timeout) above pingInterval, or lower pingInterval below it.",
-        "The same; python-socketio's ping_interval is in seconds.", "04_heartbeat_and_disconnects")]
+        "The same; python-socketio's ping_interval is in seconds.", "09_heartbeat_and_disconnects")]
 
 
 def _payload_too_large(recs: list[Record]) -> list[Finding]:
@@ -325,7 +325,7 @@ def _server_disconnect(recs: list[Record]) -> list[Finding]:
         "If the client should come back, call socket.connect() in its 'disconnect' handler when the reason is "
         "'io server disconnect'; on the server, socket.disconnect() is what sends it.",
         "python-socketio's client reports 'server disconnect' and does not reconnect either; sio.disconnect(sid) "
-        "sends it.", "08_reconnection_and_buffering")]
+        "sends it.", "10_reconnection_and_buffering")]
 
 
 def _double_connect(recs: list[Record]) -> list[Finding]:
@@ -347,7 +347,7 @@ def _double_connect(recs: list[Record]) -> list[Finding]:
         tuple(_unique(hits)),
         "Create the socket once (module scope or a context), or return () => socket.disconnect() from the "
         "useEffect that connects.", "Connect once per client; do not call connect() again while connected.",
-        "09_widget_chat")]
+        "08_widget_chat")]
 
 
 def _reconnect_storm(recs: list[Record]) -> list[Finding]:
@@ -370,7 +370,7 @@ def _reconnect_storm(recs: list[Record]) -> list[Finding]:
         "Find why each attempt fails (the records before each one); keep randomizationFactor (0.5 by default) "
         "so that clients spread out, and raise reconnectionDelayMax.",
         "python-socketio's client: reconnection_delay, reconnection_delay_max, randomization_factor.",
-        "08_reconnection_and_buffering")]
+        "10_reconnection_and_buffering")]
 
 
 _COVERED = ("maxpayload", "session", "protocol", "origin")

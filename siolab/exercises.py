@@ -451,11 +451,11 @@ def check_rooms(answers: Any) -> Feedback:
     ])
 
 
-# ---------------------------------------------------------------- lesson 08: reconnection
+# ---------------------------------------------------------------- lesson 10: reconnection
 
 
 def check_reconnection(answers: Any) -> Feedback:
-    """Lesson 08, with python-socketio's defaults (reconnection_delay=1, reconnection_delay_max=5,
+    """Lesson 10, with python-socketio's defaults (reconnection_delay=1, reconnection_delay_max=5,
     randomization_factor=0.5): ``base_waits`` (the first four waits before randomisation, in s),
     ``jitter_seconds`` (how far each wait may move either way), ``python_emit_while_disconnected``
     and ``js_emit_while_disconnected`` (what emit() does in each client while disconnected)."""

@@ -112,7 +112,7 @@ def upgrade_happened_as_described(records: Records, client: str, sid: str | None
 # ---------------------------------------------------------------- 04 · Heartbeat and disconnect detection
 def disconnect_reasons_as_described(records: Records, server_reasons: Mapping[str, str],
                                     client_reasons: Mapping[str, str]) -> None:
-    """Lesson 04's three goodbyes, as python-engineio and python-socketio give them:
+    """Lesson 09's three goodbyes, as python-engineio and python-socketio give them:
 
     * carol (long-polling) POSTed ``41`` then ``1`` in one body: the server's reason is ``'client disconnect'``;
     * bob (WebSocket) closed his WebSocket without ``41`` or ``1`` reaching the wire (python-engineio's close
@@ -300,7 +300,7 @@ PLAIN_ONLY = frozenset({"handshake", HEARTBEAT_RULE, "CONNECT answered 40{sid}",
 
 
 def comparison_as_described(comparison: Any, have_node: bool) -> None:
-    """Lesson 10's scenario on every server: the CONNECT, the ack and the binary ack are the same packets
+    """Lesson 11's scenario on every server: the CONNECT, the ack and the binary ack are the same packets
     everywhere (given here), every client got the same results, and the servers differ only in the open
     packet (plain python-socketio) and, against Node, the upgrade, the answer to a POST and the refusal."""
     for step in ("connect", "ack", "binary_ack"):
@@ -319,7 +319,7 @@ def comparison_as_described(comparison: Any, have_node: bool) -> None:
 
 
 def conformance_as_described(reports: Mapping[str, Any], have_node: bool) -> None:
-    """The conformance checker's verdicts as lesson 10 gives them: the lab fails exactly the five
+    """The conformance checker's verdicts as lesson 11 gives them: the lab fails exactly the five
     python-engineio / python-socketio deviations (the facts tests/test_check.py asserts too), ``plain`` four
     more (the 0 ms pingInterval, and the greeting before ``40{sid}``), and the official server passes every rule."""
     lab, plain = reports["lab"], reports["plain"]
@@ -378,7 +378,7 @@ def conformance_summary(reports: Mapping[str, Any], width: int = 100) -> str:
 
 # ---------------------------------------------------------------- 11 · Your browser on the wire
 async def browser_upgrade_as_described(trace: Any, client: str = "browser", wait: float = 3.0) -> int:
-    """What lesson 11 says about the official JavaScript client's connection, as far as causality guarantees
+    """What lesson 04 says about the official JavaScript client's connection, as far as causality guarantees
     it (packets on different HTTP connections may cross the tap in either order):
 
     * the first request is a polling ``GET`` without ``sid`` (``EIO=4``), answered by an open packet offering

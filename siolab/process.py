@@ -1,6 +1,6 @@
 """One Socket.IO server as if it were its own process: its aiohttp app on a port of its own.
 
-The lab's server, each server of a cluster and the plain python-socketio server of lesson 10 run as one of
+The lab's server, each server of a cluster and the plain python-socketio server of lesson 11 run as one of
 these. ``start()`` listens (on a free port, or the same port again after a stop), ``stop()`` closes the
 sessions and releases the port, and ``crash()`` first drops every connection at once, as a dying process
 would, which is what the reconnection lessons watch.

@@ -553,7 +553,7 @@ async def check_all(*targets: Any, max_wait: float = 5.0, **named: Any) -> dict:
 # ---------------------------------------------------------------- the lesson's self-check
 
 def check_answers(answers: Any):
-    """Self-check for lesson 10's "Try it" (a kind Feedback; unanswered questions are 'not answered yet')."""
+    """Self-check for lesson 11's "Try it" (a kind Feedback; unanswered questions are 'not answered yet')."""
     from .exercises import check, equals, one_of
 
     def exact_ok(answer: Any) -> tuple[bool, str]:

@@ -1,6 +1,6 @@
 """The chat lesson in a real browser: JupyterLab + headless Chromium (Playwright, Debian's chromium).
 
-Runs every cell of notebooks/09_widget_chat.ipynb but the last (which closes the lab), types a message in
+Runs every cell of notebooks/08_widget_chat.ipynb but the last (which closes the lab), types a message in
 bob's panel and clicks Send, checks it reaches the other panels and the live trace view as
 ``42["message",…]``, then sends XSS payloads and checks they are shown as text and nothing runs.
 Screenshots (light and dark theme) go to tests/screenshots/ (git-ignored); the test prints the folder.
@@ -13,7 +13,7 @@ import time
 from browser_util import (ARGS, CHROMIUM, ROOT, SHOTS, JupyterLab, error_outputs, failure_evidence, menu,
                           open_and_run_all_but_last, require_browser, run_last_cell)
 
-NOTEBOOK = ROOT / "notebooks" / "09_widget_chat.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "08_widget_chat.ipynb"
 XSS_IMG = '<img src=x onerror="window.__xss=1">'
 XSS_SCRIPT = '</style><script>window.__xss=2</script><svg onload="window.__xss=3">'
 

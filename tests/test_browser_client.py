@@ -1,4 +1,4 @@
-"""The official JavaScript client in a real page: JupyterLab + headless Chromium run lesson 11.
+"""The official JavaScript client in a real page: JupyterLab + headless Chromium run lesson 04.
 
 The lesson's own checks run in the page (every cell but the last, which closes the lab); then the test asks
 the kernel itself (a second jupyter_client on the same kernel) whether the browser's client did the polling
@@ -18,7 +18,7 @@ import pytest
 from browser_util import (ARGS, CHROMIUM, ROOT, SHOTS, JupyterLab, error_outputs, failure_evidence,
                           open_and_run_all_but_last, require_browser, run_last_cell)
 
-NOTEBOOK = ROOT / "notebooks" / "11_browser_on_the_wire.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "04_browser_on_the_wire.ipynb"
 
 # asked of the kernel once the lesson ran: what the tap recorded for the page's client, and what it reported
 KERNEL_REPORT = r"""

@@ -165,7 +165,7 @@ def test_no_notebook_and_no_tracked_file_carries_the_bundle():
 
 # ---------------------------------------------------------------- what DevTools shows
 def _browser_like_trace() -> Trace:
-    """What the tap records for the official client (shape of a real run, lesson 11)."""
+    """What the tap records for the official client (shape of a real run, lesson 04)."""
     t = Trace()
     q = "/socket.io/?EIO=4&transport=polling&t=a"
     s = "/socket.io/?EIO=4&transport=polling&t={}&sid=S"
@@ -367,7 +367,7 @@ def test_page_reports_during_run_all_leave_every_cell_its_own_idle():
     # Without the guard (ipykernel 7.4, _page_reports_during_queued_cells(guard=False)) the cells lose their
     # idle to the previous cell's parent header: 200 of 200 in 100 tries here, where the reports come faster
     # than the kernel handles them; in JupyterLab such a cell stays [*] for good (tests/test_browser_client.py
-    # timed out on one in lesson 11). With it, each cell gets its own idle, however often the race comes.
+    # timed out on one in lesson 04). With it, each cell gets its own idle, however often the race comes.
     result = _page_reports_during_queued_cells(guard=True)
     assert result["kept"] >= 1, (f"the guard never had to keep a newer request in {result['requests'] // 2} tries: "
                                  f"the race did not come, the guard does not see ipykernel's restoring call, or "

@@ -51,7 +51,7 @@ async def test_an_unknown_sid_and_an_old_protocol_are_named(lab):
     assert {"unknown-session", "protocol-mismatch"} <= set(found.codes())
     unknown = next(f for f in found if f.code == "unknown-session")
     assert unknown.records[0].http["status"] == 400 and "sticky" in unknown.fix_node
-    assert unknown.lesson == "12_several_servers" and "Session ID unknown" in str(unknown)
+    assert unknown.lesson == "13_several_servers" and "Session ID unknown" in str(unknown)
 
 
 async def test_a_refused_namespace_a_server_disconnect_and_a_refused_websocket(lab):

@@ -127,7 +127,7 @@ def test_decoding_wrong_container():
     assert marks(fb) == ["note"] and not fb.ok
 
 
-# ---------------------------------------------------------------- lessons 06-08
+# ---------------------------------------------------------------- lessons 06, 07, 10
 
 
 def test_acks_check():
@@ -158,7 +158,7 @@ def test_reconnection_check():
     assert marks(fb)[:2] == ["wrong", "wrong"]
 
 
-# ---------------------------------------------------------------- lessons 01-04
+# ---------------------------------------------------------------- lessons 01, 02, 03, 09
 
 OPEN = '0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}'
 

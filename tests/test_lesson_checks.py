@@ -282,7 +282,7 @@ def test_the_comparison_of_lesson_10():
 
 # ---------------------------------------------------------------- 11
 def browser_wire(pending_get_before_ws: bool = False, get_pending_at_5: bool = False) -> Wire:
-    """The official client's connection (the shape of a real run of lesson 11)."""
+    """The official client's connection (the shape of a real run of lesson 04)."""
     w = Wire()
     b = dict(client="browser")
     w.http("c2s", "GET", poll("a", None), sid=None, **b)

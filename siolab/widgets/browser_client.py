@@ -223,7 +223,7 @@ def keep_shell_parent(kernel: Any = None) -> bool:
     for its request have come, so that cell keeps ``[*]`` for good, and anything published later from the
     shell's context goes to the previous cell, while the kernel, idle, runs every cell after it.
     This page's reports (sent whenever the client's state changes, and again half a second later) make that
-    likely during Run All: lesson 11 kept a cell at [*] in 4 runs of 10 with chromium, the Jupyter server and
+    likely during Run All: lesson 04 kept a cell at [*] in 4 runs of 10 with chromium, the Jupyter server and
     the kernel on one core.
 
     The guard makes that write set the request that is current when it happens, which is what the shell's
