@@ -7,15 +7,17 @@ breaks any packet into its fields; ``siolab.diagnose(trace)`` names what went wr
 ``siolab.start(node=JS)`` runs the official Node.js server with your JavaScript
 instead; ``siolab.attach(URL)`` puts the tap in front of a server you run;
 ``%load_ext siolab`` adds the ``%%siolab_node`` cell magic.
+``siolab.set_language("ko")`` makes siolab's own text Korean.
 """
 from __future__ import annotations
 
 from .doctor import diagnose
+from .i18n import get_language, set_language
 from .protocol import explain
 from .trace import Record, Trace
 
 __all__ = ["start", "attach", "Lab", "Tap", "explain", "check", "diagnose", "Record", "Trace", "current",
-           "open_labs", "NodeUnavailable", "NodeError", "NodeSyntaxError"]
+           "open_labs", "NodeUnavailable", "NodeError", "NodeSyntaxError", "set_language", "get_language"]
 __version__ = "0.1.0"
 
 
