@@ -6,6 +6,8 @@ once would have made. Nothing here does I/O or knows about time, sockets or widg
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
@@ -18,6 +20,17 @@ KINDS = ("packet", "http", "ws", "fault", "error", "log")
 DIRECTIONS = ("c2s", "s2c")
 TRANSPORTS = ("polling", "websocket")
 ARROWS = {"c2s": "->", "s2c": "<-", None: "  "}
+def binary_label(data: str, shown: int = 8) -> str:
+    """``<binary 4 bytes: 01 02 03 04>`` for base64 ``data``: a binary frame is not text."""
+    try:
+        octets = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return f"<binary, not valid base64: {data[:32]}>"
+    hexes = " ".join(f"{b:02x}" for b in octets[:shown]) + (" …" if len(octets) > shown else "")
+    unit = "byte" if len(octets) == 1 else "bytes"
+    return f"<binary {len(octets)} {unit}: {hexes}>" if octets else "<binary 0 bytes>"
+
+
 _LINE = "%8.3f  %-8s %s %-9s %-8s %-50s %s"  # time, client, arrow, transport, HTTP, raw, meaning
 
 
@@ -77,6 +90,20 @@ class Record:
         return protocol.decode_eio(self.raw).data
 
     @property
+    def shown_raw(self) -> str:
+        """``raw`` as it travels, for tables and views: a polling attachment keeps its ``b`` prefix, a
+        binary WebSocket frame shows as ``<binary 4 bytes: 01 02 03 04>`` (``raw`` itself, and JSON Lines,
+        keep the exact base64)."""
+        raw = self.raw
+        if raw is None:
+            return ""
+        if not self.binary:
+            return raw
+        if self.transport == "polling":
+            return "b" + raw
+        return binary_label(raw)
+
+    @property
     def meaning(self) -> str:
         """A short plain-English meaning: ``MESSAGE EVENT 'chat' ack 1``."""
         kind, eio = self.kind, self.eio
@@ -113,6 +140,8 @@ class Record:
         if raw is None:
             raw = ""
         else:
+            if self.binary:
+                raw = self.shown_raw
             if not raw.isprintable():
                 raw = raw.translate(CONTROL)
             if len(raw) > 48:

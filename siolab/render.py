@@ -40,7 +40,7 @@ def html_table(records: list[Any], *, total: int, dropped: int = 0, bound: int |
         rows.append(
             f"<tr><td>{r.t:.3f}</td><td>{esc(r.client or '')}</td><td>{esc(ARROWS.get(r.dir, ''))}</td>"
             f"<td>{esc(r.transport or '')}</td><td>{http_}</td>"
-            f"<td><code>{esc(cut(printable(r.raw or ''), 80))}</code></td><td>{esc(r.meaning)}{err}</td></tr>")
+            f"<td><code>{esc(cut(printable(r.shown_raw), 80))}</code></td><td>{esc(r.meaning)}{err}</td></tr>")
     note = ""
     if dropped:
         note = f"<p>{dropped} older records were dropped by the trace's limit of {bound}.</p>"

@@ -1,4 +1,5 @@
 """The Trace store: bounds, filters, waiting, listeners, JSON Lines export and untrusted import."""
+import base64
 import dataclasses
 import asyncio
 import json
@@ -97,6 +98,24 @@ def test_record_line_is_readable():
     line = str(r)
     assert "1.500" in line and "alice" in line and "->" in line and "POST" in line
     assert "MESSAGE EVENT 'chat' ack 1" in line
+
+
+
+def test_binary_shows_as_it_travelled_and_jsonl_keeps_the_base64(tmp_path):
+    trace = Trace()
+    trace.add(t=1.0, dir="c2s", transport="websocket", raw="AQIDBA==", binary=True, eio="message")
+    trace.add(t=1.1, dir="c2s", transport="polling", raw="3q2+7w==", binary=True, eio="message")
+    trace.add(t=1.2, dir="c2s", transport="websocket", raw=base64.b64encode(bytes(range(20))).decode(), binary=True)
+    frame, part, big = trace
+    assert frame.shown_raw == "<binary 4 bytes: 01 02 03 04>" and part.shown_raw == "b3q2+7w=="
+    assert big.shown_raw == "<binary 20 bytes: 00 01 02 03 04 05 06 07 …>"
+    table = trace.table()
+    assert "<binary 4 bytes: 01 02 03 04>" in table and "b3q2+7w==" in table and "AQIDBA==" not in table
+    assert "&lt;binary 4 bytes: 01 02 03 04&gt;" in trace._repr_html_()
+    trace.to_jsonl(tmp_path / "t.jsonl")
+    assert [r.raw for r in Trace.from_jsonl(tmp_path / "t.jsonl")][:2] == ["AQIDBA==", "3q2+7w=="]
+    text = Record(t=0, dir="s2c", transport="websocket", raw='42["x"]', eio="message")
+    assert text.shown_raw == '42["x"]' and Record(t=0).shown_raw == ""
 
 
 # ------------------------------------------------------------ deferred records (what the tap decodes a moment later)

@@ -170,8 +170,9 @@ class TraceView(anywidget.AnyWidget):
         if len(self._sent) > 2 * self.max_rows:
             self._sent.popitem(last=False)
         raw = r.raw
+        shown = r.shown_raw if r.binary else raw  # a binary frame as it travels, not as base64 text
         return [seq, round(r.t, 3), r.client, r.dir, r.transport, r.kind, r.eio, r.sio, r.nsp,
-                safe(_cut(r.event, TEXT_LIMIT)), r.ack, _cut(raw, RAW_LIMIT) if raw is not None else None,
+                safe(_cut(r.event, TEXT_LIMIT)), r.ack, _cut(shown, RAW_LIMIT) if shown is not None else None,
                 len(raw) if raw is not None else 0, r.binary, _http_label(r), _cut(r.error, TEXT_LIMIT),
                 _cut(r.note, TEXT_LIMIT), is_heartbeat(r)]
 
