@@ -50,29 +50,43 @@ class Report:
     def __getitem__(self, rule: str) -> Verdict:
         return next(v for v in self.verdicts if v.rule == rule)
 
+    def ordered(self) -> list[Verdict]:
+        """Failing rules first (what to read), then the passes and the skips, each in the order run."""
+        rank = {FAIL: 0, PASS: 1, SKIP: 2}
+        return sorted(self.verdicts, key=lambda v: rank[v.result])
+
+    def summary(self) -> str:
+        """``14 passed, 1 failed (heartbeat), 1 skipped``: the whole report in one line."""
+        failed = [v.rule for v in self.verdicts if v.result == FAIL]
+        return (f"{sum(v.result == PASS for v in self.verdicts)} passed, {len(failed)} failed"
+                + (f" ({', '.join(failed)})" if failed else "")
+                + f", {sum(v.result == SKIP for v in self.verdicts)} skipped")
+
     def table(self) -> str:
         width = max(len(v.rule) for v in self.verdicts) if self.verdicts else 10
-        lines = [f"conformance of {self.url}", f"{'rule':<{width}}  result  seen on the wire"]
-        for v in self.verdicts:
+        lines = [f"conformance of {self.url}: {self.summary()}", f"{'rule':<{width}}  result  seen on the wire"]
+        for v in self.ordered():
             line = f"{v.rule:<{width}}  {v.result.upper():<6}  {v.seen}"
             if v.result == FAIL and v.expected:
                 line += f"   (expected {v.expected})"
             lines.append(line)
-        passed = sum(v.result == PASS for v in self.verdicts)
-        lines.append(f"{passed} passed, {len(self.failed)} failed, "
-                     f"{sum(v.result == SKIP for v in self.verdicts)} skipped")
         return "\n".join(lines)
 
     __str__ = table
+
+    def __repr__(self) -> str:
+        # a viewer without HTML shows this: one line, not every verdict and the whole trace
+        return f"<conformance Report of {self.url}: {self.summary()}>"
 
     def _repr_html_(self) -> str:
         colour = {PASS: "#2e7d32", FAIL: "#c62828", SKIP: "#757575"}
         rows = "".join(
             f"<tr><td>{html.escape(v.rule)}</td><td style='color:{colour[v.result]};font-weight:bold'>"
             f"{v.result.upper()}</td><td><code>{html.escape(v.seen)}</code></td>"
-            f"<td>{html.escape(v.expected) if v.result == FAIL else ''}</td></tr>" for v in self.verdicts)
-        return (f"<p>conformance of {html.escape(self.url)}</p><table><thead><tr><th>rule</th><th>result</th>"
-                f"<th>seen on the wire</th><th>expected</th></tr></thead><tbody>{rows}</tbody></table>")
+            f"<td>{html.escape(v.expected) if v.result == FAIL else ''}</td></tr>" for v in self.ordered())
+        return (f"<p>conformance of {html.escape(self.url)}: <b>{html.escape(self.summary())}</b></p><table>"
+                "<thead><tr><th>rule</th><th>result</th><th>seen on the wire</th><th>expected</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>")
 
 
 def _short(text: str, limit: int = 90) -> str:

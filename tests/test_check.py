@@ -59,3 +59,18 @@ async def test_siolab_check_stays_the_function_after_import(lab):
     import siolab
     import siolab.conformance  # noqa: F401  (importing the module must not shadow the function)
     assert callable(siolab.check) and siolab.check is siolab.conformance.check
+
+
+def test_a_report_reads_failures_first_and_its_repr_is_one_line():
+    from siolab.conformance import FAIL, SKIP, Report, Verdict
+    report = Report("http://127.0.0.1:1", [Verdict("handshake", PASS, "0{...}"),
+                                           Verdict("heartbeat", FAIL, "no ping", "a ping in 1 s"),
+                                           Verdict("ack", SKIP, "no echo handler"),
+                                           Verdict("upgrade", PASS, "3probe")])
+    assert [v.rule for v in report.ordered()] == ["heartbeat", "handshake", "upgrade", "ack"]
+    assert report.summary() == "2 passed, 1 failed (heartbeat), 1 skipped"
+    lines = report.table().splitlines()
+    assert lines[0].endswith("2 passed, 1 failed (heartbeat), 1 skipped") and lines[2].startswith("heartbeat")
+    assert repr(report) == "<conformance Report of http://127.0.0.1:1: 2 passed, 1 failed (heartbeat), 1 skipped>"
+    html = report._repr_html_()
+    assert html.index("heartbeat") < html.index("handshake")
