@@ -13,6 +13,7 @@ from aiohttp import web
 from . import registry
 from .base import LOCAL_HOSTS, BaseLab
 from .cluster import Cluster
+from .node_cluster import NodeCluster
 from .node_lab import NodeLab
 from .process import ServerProcess
 from .registry import current, open_labs
@@ -88,15 +89,17 @@ async def start(*, replace: bool = True, servers: int | None = None, broker: Any
 
     ``servers=N`` (or ``broker=``) starts a cluster: N servers on a Redis-compatible broker behind a
     load-balancing tap (``siolab.cluster``). ``node=JS`` runs the official Node.js server with that
-    JavaScript instead of python-socketio (``siolab.node_lab``).
+    JavaScript instead of python-socketio (``siolab.node_lab``); with ``servers=N`` too, N Node.js
+    servers with the official Redis adapter on the broker (``siolab.node_cluster``).
     """
-    if node is not None and (servers is not None or broker is not None):
-        raise NotImplementedError("node= runs one Node.js server: servers= and broker= are for python servers")
     previous = registry.current()
     if replace and previous is not None:
         await previous.close()
-    if node is not None:
-        lab: BaseLab = await NodeLab(node, **options).open()
+    if node is not None and (servers is not None or broker is not None):
+        lab: BaseLab = await NodeCluster(node, servers=2 if servers is None else servers, broker=broker,
+                                         **options).open()
+    elif node is not None:
+        lab = await NodeLab(node, **options).open()
     elif servers is not None or broker is not None:
         lab = await Cluster(servers=2 if servers is None else servers, broker=broker, **options).open()
     else:

@@ -19,7 +19,7 @@ from .node_env import NODE_DIR, installed
 from .node_process import NodeError, NodeProcess, NodeSyntaxError
 from .process import ServerProcess
 from .tap import Tap
-from .trace import DEFAULT_LIMIT
+from .trace import DEFAULT_LIMIT, Trace
 
 LAB_SCRIPT = NODE_DIR / "lab_server.js"
 HINT = "the server runs the JavaScript: lab.node is its process (pid, port, stderr, stop/start/restart)"
@@ -30,8 +30,8 @@ class NodeServer:
     connection drops, the sessions are lost), ``start()`` runs the same JavaScript again on the same port
     (its state starts afresh, as a real restart's would), ``restart()`` does both."""
 
-    def __init__(self, lab: NodeLab, process: NodeProcess) -> None:
-        self._lab, self.process = lab, process
+    def __init__(self, lab: BaseLab, process: NodeProcess, name: str | None = None) -> None:
+        self._lab, self.process, self.name = lab, process, name  # name: the server's letter in a node cluster
 
     @property
     def pid(self) -> int | None:
@@ -70,13 +70,14 @@ class NodeServer:
         again = self.process.port is not None
         await self.process.start()
         if again:
-            self._lab.trace.add(kind="log", note=f"server on port {self.port} started again (Node.js pid {self.pid})")
+            self._lab.trace.add(kind="log", server=self.name,
+                                note=f"server on port {self.port} started again (Node.js pid {self.pid})")
 
     async def stop(self) -> None:
         """Kill the server, as if its process died."""
         if self.process.running:
             await self.process.stop(crash=True)
-            self._lab.trace.add(kind="log", note=f"server on port {self.port} stopped")
+            self._lab.trace.add(kind="log", server=self.name, note=f"server on port {self.port} stopped")
 
     async def restart(self) -> None:
         await self.stop()
@@ -159,34 +160,45 @@ class NodeLab(BaseLab):
 
     # ------------------------------------------------------------ what the JavaScript reports
     def _on_message(self, message: dict) -> None:
-        kind, sid = message.get("type"), message.get("sid")
-        client = self._name_of(sid)
-        if kind == "log":
-            self.trace.add(kind="log", client=client, sid=sid,
-                           note=f"server console.{message.get('level', 'log')}: {message.get('text', '')}")
-        elif kind == "stdout":
-            self.trace.add(kind="log", client=client, sid=sid, note=f"server stdout: {message.get('text', '')}")
-        elif kind == "error":
-            name, text, where = message.get("name"), message.get("message"), message.get("where") or "the server"
-            self.trace.add(kind="error", client=client, sid=sid,
-                           note=f"server: exception in {where} (caught; the server goes on)\n{message.get('stack')}",
-                           error=f"exception in {where}: {name}: {text}")
-        elif kind == "closed":
-            record_session_end(self.trace, "server", sid, message.get("reason"), client=client)
-        elif kind == "refused":
-            detail = f": {message['detail']}" if message.get("detail") else ""
-            self.trace.add(kind="log", note=f"server: engine.io refused a request ({message.get('message')}, "
-                                            f"code {message.get('code')}){detail}")
+        record_message(self.trace, message, self._name_of(message.get("sid")))
 
     def _on_exit(self, returncode: int | None) -> None:
-        tail = self.node.stderr.strip()
-        self.trace.add(kind="error", note=f"the Node.js server exited by itself (code {returncode}); "
-                                          f"lab.node.start() starts it again" + (f"\nstderr:\n{tail}" if tail else ""),
-                       error=f"the Node.js server exited (code {returncode})")
+        record_exit(self.trace, returncode, self.node.stderr, "lab.node.start()")
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.url if self.tap is not None else "not started"
         return f"<NodeLab {state}: {self.node!r}>"
+
+
+def record_message(trace: Trace, message: dict, client: str | None, server: str | None = None) -> None:
+    """What a lab_server.js process said on stdout (console, a caught throw, a session's end, a refusal)
+    as a record; ``server`` names the process in a node cluster."""
+    kind, sid = message.get("type"), message.get("sid")
+    if kind == "log":
+        trace.add(kind="log", client=client, sid=sid, server=server,
+                  note=f"server console.{message.get('level', 'log')}: {message.get('text', '')}")
+    elif kind == "stdout":
+        trace.add(kind="log", client=client, sid=sid, server=server, note=f"server stdout: {message.get('text', '')}")
+    elif kind == "error":
+        name, text, where = message.get("name"), message.get("message"), message.get("where") or "the server"
+        trace.add(kind="error", client=client, sid=sid, server=server,
+                  note=f"server: exception in {where} (caught; the server goes on)\n{message.get('stack')}",
+                  error=f"exception in {where}: {name}: {text}")
+    elif kind == "closed":
+        record_session_end(trace, "server", sid, message.get("reason"), client=client, server=server)
+    elif kind == "refused":
+        detail = f": {message['detail']}" if message.get("detail") else ""
+        trace.add(kind="log", server=server, note=f"server: engine.io refused a request ({message.get('message')}, "
+                                                  f"code {message.get('code')}){detail}")
+
+
+def record_exit(trace: Trace, returncode: int | None, stderr: str, again: str, server: str | None = None) -> None:
+    """A Node.js server that exited without being asked to, with the end of its stderr."""
+    tail = stderr.strip()
+    trace.add(kind="error", server=server,
+              note=f"the Node.js server exited by itself (code {returncode}); {again} starts it again"
+                   + (f"\nstderr:\n{tail}" if tail else ""),
+              error=f"the Node.js server exited (code {returncode})")
 
 
 __all__ = ["NodeLab", "NodeServer", "NodeError", "NodeSyntaxError", "LAB_SCRIPT"]

@@ -4,7 +4,8 @@
 //
 //   node lab_server.js [--port N]      (the configuration comes as one JSON line on stdin)
 //
-// stdin's first line: {"code": "<JavaScript>", "options": {<Server options>}, "origins": null | "*" | [...]}.
+// stdin's first line: {"code": "<JavaScript>", "options": {<Server options>}, "origins": null | "*" | [...],
+//                     "adapter": {"url": "redis://..."} (optional: the Redis adapter, for several servers)}.
 // The code runs with `io` (the Server), `require` (resolving from this directory), `Server`, `module`,
 // `exports` in scope; top-level `await` works. stdout carries one JSON object a line, read by the lab:
 //   {"port": n}                                          listening (after the code ran)
@@ -286,6 +287,7 @@ async function main(config) {
     },
     ...options,
   });
+  const adapterClients = config.adapter ? await redisAdapter(io, config.adapter) : [];
   io.engine.on("connection", (conn) => {
     conn.on("close", (reason) => report({ type: "closed", sid: conn.id, reason }));
   });
@@ -303,12 +305,28 @@ async function main(config) {
       ...runtimeDetails(err, code) });
     process.exit(1);
   }
-  closeServer = () => new Promise((resolve) => io.close(() => resolve()));
+  closeServer = () => new Promise((resolve) => io.close(() => resolve()))
+    .then(() => Promise.all(adapterClients.map((c) => c.quit().catch(() => undefined))));
   httpServer.on("error", (err) => {
     report({ type: "fatal", kind: "listen", name: err.name, message: err.message, summary: String(err.stack) });
     process.exit(1);
   });
   httpServer.listen(port, "127.0.0.1", () => out(JSON.stringify({ port: httpServer.address().port }) + "\n"));
+}
+
+// Several servers of one app (siolab.start(node=JS, servers=2)): the official Redis adapter on the lab's
+// broker, so io.emit and io.to(room).emit reach the clients of every server. Connected before the code runs.
+async function redisAdapter(io, adapter) {
+  const { createAdapter } = require("@socket.io/redis-adapter");
+  const { createClient } = require("@redis/client");
+  const pub = createClient({ url: adapter.url });
+  const sub = pub.duplicate();
+  for (const [name, client] of [["publisher", pub], ["subscriber", sub]]) {
+    client.on("error", (err) => report({ type: "log", level: "error", text: `redis adapter ${name}: ${err.message}` }));
+  }
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub, adapter.key ? { key: adapter.key } : {}));
+  return [pub, sub];
 }
 
 function argPort() {
