@@ -48,6 +48,7 @@ class BaseLab:
         self.tap: Tap | None = None
         self.socketio_path = "socket.io"  # where the lab's clients connect (a lab whose server has a path changes it)
         self.clients: dict[str, LabClient] = {}
+        self.js_clients: dict[str, Any] = {}  # name -> JsClient: socket.io-client in Node.js (js_client())
         self.closed = False
 
     # ------------------------------------------------------------ what a subclass provides
@@ -96,6 +97,10 @@ class BaseLab:
             return
         self.closed = True
         registry.discard(self)
+        js_clients = list(self.js_clients.values())
+        self.js_clients.clear()
+        if js_clients:
+            await asyncio.gather(*(c.close() for c in js_clients), return_exceptions=True)
         clients = list(self.clients.values())
         self.clients.clear()
         sessions = self._python_sessions()  # taken now: those the clients' disconnects end are in it too
@@ -202,6 +207,30 @@ class BaseLab:
         """A live client/server sequence diagram of this lab (``siolab.widgets.SequenceDiagram(trace)``)."""
         from .widgets import SequenceDiagram
         return SequenceDiagram(self.trace, **options)
+
+    async def js_client(self, name: str = "js", *, wait: bool = True, package: str = "socket.io-client",
+                        **options: Any):
+        """The official socket.io-client in a Node.js process (``siolab.js_client.JsClient``), connected
+        through the tap as ``name``; ``options`` are ``io(url, options)``'s, e.g. ``transports=["polling"]``,
+        ``reconnectionDelay=200``. Waits for its ``connect`` (or ``connect_error``) unless ``wait=False``."""
+        from .js_client import JsClient
+        old = self.js_clients.pop(name, None)
+        if old is not None:
+            await old.close()
+        if self.socketio_path != "socket.io":
+            options.setdefault("path", f"/{self.socketio_path}/")
+        client = JsClient(self.trace, self.url, name, options=options, package=package)
+        self.js_clients[name] = client
+        await client.start()
+        if wait:
+            first = asyncio.ensure_future(client.wait("connect", 10))
+            refused = asyncio.ensure_future(client.wait("connect_error", 10))
+            done, pending = await asyncio.wait({first, refused}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            done.pop().result()
+        return client
 
     def browser_client(self, name: str = "browser", **options: Any):
         """The official socket.io-client in this page (a widget), connected through the tap as ``name``."""
