@@ -179,6 +179,28 @@ def _policy(policy: str) -> str:
 # ---------------------------------------------------------------- the cluster
 
 
+async def wait_for_subscribers(broker: Broker, channel: str, want: int, timeout: float = 5.0) -> int:
+    """Wait until ``want`` clients are subscribed to ``channel`` on the broker; returns how many are."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = await broker.command("PUBSUB", "NUMSUB", channel)
+        count = int(reply[1]) if isinstance(reply, (list, tuple)) and len(reply) > 1 else 0
+        if count >= want:
+            return count
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} of {want} subscribers on {channel!r} after {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def server_table(records: Trace, hide_heartbeats: bool = True, limit: int | None = 200) -> str:
+    """Records as text with a first column naming the server (or 'broker') of each."""
+    shown = [r for r in records if not (hide_heartbeats and is_heartbeat(r))]
+    if limit is not None:
+        shown = shown[-limit:]
+    return "\n".join(f"{(r.server or '-'):<7} {r}" for r in shown)
+
+
+
 class Cluster(BaseLab):
     """A lab with N servers (A, B, ...) sharing a broker, behind a balancing tap.
 
@@ -233,15 +255,7 @@ class Cluster(BaseLab):
     async def wait_subscribed(self, timeout: float = 5.0) -> int:
         """Wait until every running server (and the watch) is subscribed to the channel; returns the count."""
         want = sum(1 for m in self.members if m.running) + (1 if self.watch is not None else 0)
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = await self.broker.command("PUBSUB", "NUMSUB", self.channel)
-            count = int(reply[1]) if isinstance(reply, (list, tuple)) and len(reply) > 1 else 0
-            if count >= want:
-                return count
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{count} of {want} subscribers on {self.channel!r} after {timeout} s")
-            await asyncio.sleep(0.02)
+        return await wait_for_subscribers(self.broker, self.channel, want, timeout)
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -257,11 +271,7 @@ class Cluster(BaseLab):
 
     def table(self, trace: Trace | None = None, hide_heartbeats: bool = True, limit: int | None = 200) -> str:
         """The trace as text with a first column naming the server (or 'broker') of each record."""
-        records = [r for r in (trace if trace is not None else self.trace)
-                   if not (hide_heartbeats and is_heartbeat(r))]
-        if limit is not None:
-            records = records[-limit:]
-        return "\n".join(f"{(r.server or '-'):<7} {r}" for r in records)
+        return server_table(trace if trace is not None else self.trace, hide_heartbeats, limit)
 
     async def emit_from_process(self, event: str, data: Any = None, room: str | None = None,
                                 timeout: float = 20.0) -> str:

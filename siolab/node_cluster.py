@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from functools import partial
 from typing import Any
 
 from .base import BaseLab
 from .broker import Broker
-from .cluster import BalancingTap, _policy
+from .cluster import BalancingTap, _policy, server_table, wait_for_subscribers
 from .node_config import node_options, origins
 from .node_lab import HINT, LAB_SCRIPT, NodeServer, record_exit, record_message
 from .node_process import NodeProcess
 from .process import ServerProcess
-from .record import is_heartbeat
 from .tap import Tap
 from .trace import DEFAULT_LIMIT, Trace
 
@@ -120,16 +118,10 @@ class NodeCluster(BaseLab):
         subscribes to the main namespace's request channel; its broadcasts come on a pattern, which
         PUBSUB NUMPAT counts once for all servers.)"""
         want = sum(1 for node in self.nodes.values() if node.running)
-        channel = f"{ADAPTER_KEY}-request#/#"
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = await self.broker.command("PUBSUB", "NUMSUB", channel)
-            count = int(reply[1]) if isinstance(reply, (list, tuple)) and len(reply) > 1 else 0
-            if count >= want:
-                return count
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{count} of {want} Redis adapters subscribed after {timeout} s")
-            await asyncio.sleep(0.02)
+        try:
+            return await wait_for_subscribers(self.broker, f"{ADAPTER_KEY}-request#/#", want, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"Redis adapters not all subscribed: {exc}") from None
 
     # ------------------------------------------------------------ one server at a time
     def _pick(self, name: str | None) -> list[NodeServer]:
@@ -163,11 +155,7 @@ class NodeCluster(BaseLab):
 
     def table(self, trace: Trace | None = None, hide_heartbeats: bool = True, limit: int | None = 200) -> str:
         """The trace as text with a first column naming the server of each record."""
-        records = [r for r in (trace if trace is not None else self.trace)
-                   if not (hide_heartbeats and is_heartbeat(r))]
-        if limit is not None:
-            records = records[-limit:]
-        return "\n".join(f"{(r.server or '-'):<7} {r}" for r in records)
+        return server_table(trace if trace is not None else self.trace, hide_heartbeats, limit)
 
     # ------------------------------------------------------------ what the JavaScript reports
     def _on_message(self, name: str, message: dict) -> None:
