@@ -209,17 +209,19 @@ class BaseLab:
         return SequenceDiagram(self.trace, **options)
 
     async def js_client(self, name: str = "js", *, wait: bool = True, package: str = "socket.io-client",
-                        **options: Any):
+                        debug: str | None = None, **options: Any):
         """The official socket.io-client in a Node.js process (``siolab.js_client.JsClient``), connected
         through the tap as ``name``; ``options`` are ``io(url, options)``'s, e.g. ``transports=["polling"]``,
-        ``reconnectionDelay=200``. Waits for its ``connect`` (or ``connect_error``) unless ``wait=False``."""
+        ``reconnectionDelay=200``. Waits for its ``connect`` (or ``connect_error``) unless ``wait=False``.
+        ``debug="socket.io-client:*"`` turns on the client's own debug output (``client.debug_lines``),
+        what ``localStorage.debug`` does in a browser."""
         from .js_client import JsClient
         old = self.js_clients.pop(name, None)
         if old is not None:
             await old.close()
         if self.socketio_path != "socket.io":
             options.setdefault("path", f"/{self.socketio_path}/")
-        client = JsClient(self.trace, self.url, name, options=options, package=package)
+        client = JsClient(self.trace, self.url, name, options=options, package=package, debug=debug)
         self.js_clients[name] = client
         await client.start()
         if wait:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from .node_env import NODE_DIR
-from .node_process import NodeError, NodeProcess
+from .node_process import NodeError, NodeProcess, debug_env, debug_lines
 from .trace import Trace
 
 CLIENT_SCRIPT = NODE_DIR / "js_client.js"
@@ -28,7 +28,7 @@ class JsClient:
     installed client, e.g. an older version under an npm alias."""
 
     def __init__(self, trace: Trace, url: str, name: str, *, options: dict | None = None,
-                 package: str = "socket.io-client", start_timeout: float = 20) -> None:
+                 package: str = "socket.io-client", start_timeout: float = 20, debug: str | None = None) -> None:
         self.trace, self.url, self.name, self.package = trace, url, name, package
         self.options = dict(options or {})
         self.events: list[dict] = []  # what the client reported, each with "t" (the trace's clock)
@@ -39,7 +39,14 @@ class JsClient:
         self._changed = asyncio.Event()
         config = {"url": url, "name": name, "options": self.options, "package": package}
         self.process = NodeProcess(CLIENT_SCRIPT, input=json.dumps(config), on_message=self._on_message,
-                                   on_exit=self._on_exit, start_timeout=start_timeout)
+                                   on_exit=self._on_exit, start_timeout=start_timeout,
+                                   **debug_env(debug))
+
+    @property
+    def debug_lines(self) -> list[str]:
+        """What the client's ``debug`` module wrote (with ``debug=``), newest last: the lines a browser prints
+        to its console with ``localStorage.debug`` set."""
+        return debug_lines(self.process.stderr)
 
     async def start(self) -> "JsClient":
         await self.process.start()

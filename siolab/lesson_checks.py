@@ -109,7 +109,7 @@ def upgrade_happened_as_described(records: Records, client: str, sid: str | None
     _require(switched and switched[0].t <= probe.t, "the 101 came before the probe", recs[:12])
 
 
-# ---------------------------------------------------------------- 04 · Heartbeat and disconnect detection
+# ---------------------------------------------------------------- 09 · Heartbeat and disconnect detection
 def disconnect_reasons_as_described(records: Records, server_reasons: Mapping[str, str],
                                     client_reasons: Mapping[str, str]) -> None:
     """Lesson 09's three goodbyes, as python-engineio and python-socketio give them:
@@ -291,7 +291,7 @@ def broadcasts_as_described(records: Records, everyone: Mapping[str, str]) -> No
     _require({r.sid for r in news} == set(everyone.values()), "over each recipient's own connection", news)
 
 
-# ---------------------------------------------------------------- 10 · Two implementations
+# ---------------------------------------------------------------- 11 · Two implementations
 PYTHON_DEVIATIONS = frozenset({"refuses missing transport", "refuses bad method", "POST answered ok",
                                "a bad packet closes the session", "unknown namespace refused with 44{message}"})
 HEARTBEAT_RULE = "heartbeat: ping every pingInterval, close after pingTimeout"
@@ -376,7 +376,7 @@ def conformance_summary(reports: Mapping[str, Any], width: int = 100) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- 11 · Your browser on the wire
+# ---------------------------------------------------------------- 04 · Your browser on the wire
 async def browser_upgrade_as_described(trace: Any, client: str = "browser", wait: float = 3.0) -> int:
     """What lesson 04 says about the official JavaScript client's connection, as far as causality guarantees
     it (packets on different HTTP connections may cross the tap in either order):
@@ -426,6 +426,121 @@ async def browser_upgrade_as_described(trace: Any, client: str = "browser", wait
     _require(len(polling) >= 3, f"at least three polling requests before the 5, not {len(polling)}", recs)
     return len(polling)
 
+
+# ---------------------------------------------------------------- 12 · Trace your own app
+def node_chat_as_described(records: Records, history: Mapping[str, Any], browser: bool = False) -> None:
+    """Lesson 12's chat on the Node.js server: carol's ``initialChatList`` (``history``, what her client
+    reported) was the empty list and went to her only; every ``message`` came down once to each client
+    connected then, the whole list; POSTs were answered ``ok`` (Node, not python's ``OK``); the server's
+    ``console.log`` gives Node's reasons: ``client namespace disconnect`` for carol's ``41``, ``transport
+    close`` for bob (the python client closes its WebSocket before its ``41`` is written)."""
+    recs = list(records)
+    lists = [r for r in recs if r.dir == "s2c" and r.event == "initialChatList"]
+    _require(history.get("args") == [[]] and [r.client for r in lists] == ["carol"],
+             "the first history went to carol only, and it was empty", lists)
+    clients = ["bob", "carol"] + (["browser"] if browser else [])
+    texts = ["hi from python", "hi from JavaScript"] + (["hi from your browser"] if browser else [])
+    for text in texts:
+        sender = {"hi from python": "bob", "hi from JavaScript": "carol"}.get(text, "browser")
+        message_went_up_once_and_came_down_to_each(recs, text, sender, clients)
+    posts = [r for r in recs if r.kind == "http" and r.dir == "s2c" and _method(r) == "POST"]
+    _require(posts and all(r.raw == "ok" for r in posts), "the Node.js server answered every POST with ok", posts)
+    byes = {r.client: r.note.rstrip().rsplit("bye... ", 1)[-1] for r in recs
+            if r.kind == "log" and "client disconnected. bye..." in (r.note or "")}
+    _require(byes == {"carol": "client namespace disconnect", "bob": "transport close"},
+             f"the server logged carol's leaving as client namespace disconnect, bob's as transport close ({byes})",
+             [r for r in recs if r.kind == "log"])
+    sent = {name: [r.raw for r in recs if r.client == name and r.dir == "c2s" and r.sio == "disconnect"]
+            for name in ("carol", "bob")}
+    _require(sent == {"carol": ["41"], "bob": []}, f"carol sent 41, bob sent no DISCONNECT ({sent})")
+
+
+async def answers_handshake(url: str, timeout: float = 5.0) -> bool:
+    """Whether the server at ``url`` (not through a tap) answers a polling handshake with an open packet."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+        async with http.get(f"{url}/socket.io/?EIO=4&transport=polling") as response:
+            return response.status == 200 and (await response.text()).startswith('0{"sid":')
+
+
+def url_in(line: str) -> str:
+    """The first ``http://host:port`` in a line of text (the CLI's "listening on ..." line)."""
+    found = re.search(r"http://[\w.\-]+:\d+", line)
+    if not found:
+        raise CheckFailed(f"no URL in {line!r}")
+    return found.group(0)
+
+
+def _debug_fields(line: str) -> tuple[str, str]:
+    """A ``debug`` line without colours: ``2026-...Z namespace text`` -> (namespace, text)."""
+    parts = line.split(" ", 2)
+    if len(parts) == 3 and parts[0][:2].isdigit():
+        return parts[1], parts[2]
+    parts = line.strip().split(" ", 1)
+    return (parts[0], parts[1] if len(parts) > 1 else "")
+
+
+def debug_lines_of_first_session(lines: Sequence[str], limit: int = 16) -> list[str]:
+    """The ``DEBUG`` lines from the first incoming connection on, at most ``limit``."""
+    start = next((i for i, line in enumerate(lines) if "incoming connection" in line), 0)
+    return list(lines[start:start + limit])
+
+
+def debug_output_as_described(lines: Sequence[str]) -> None:
+    """``DEBUG=socket.io*``: Socket.IO's namespaces only, packets decoded without the Engine.IO digit
+    (``decoded 2[...]``, ``decoded 0``), and no line about the upgrade, the probe or a heartbeat."""
+    fields = [_debug_fields(line) for line in lines]
+    spaces = {name for name, _ in fields}
+    _require(spaces and all(name.startswith("socket.io") for name in spaces),
+             f"only socket.io namespaces logged (saw {sorted(spaces)})")
+    decoded = [text for _, text in fields if text.startswith("decoded ")]
+    _require(any(text.startswith('decoded 2["message"') for text in decoded),
+             'the server logged carol\'s message as decoded 2["message",...] (no Engine.IO 4)')
+    _require(any(text.startswith("decoded 0") for text in decoded), "the server logged a CONNECT as decoded 0")
+    quiet = [line for line in lines if re.search(r"probe|upgrad|\bping\b|\bpong\b|polling|websocket", line, re.I)]
+    _require(not quiet, f"no line about the transport, the upgrade or heartbeats (saw {quiet[:3]})")
+
+
+def client_debug_builds(modules: Any = None) -> dict[str, int]:
+    """In the installed socket.io-client, the build bundlers take for ``import ... from "socket.io-client"``
+    (``build/esm``) has no debug calls, ``socket.io-client/debug`` (``build/esm-debug``) and the unminified
+    ``dist/socket.io.js`` have them, the minified bundle has none. Returns the count per build."""
+    from pathlib import Path
+    from .node_env import installed
+
+    root = Path(modules or installed() or ".") / "socket.io-client"
+    package = json.loads((root / "package.json").read_text())
+    default = package["exports"]["."]["import"]["default"]
+    debug_build = package["exports"]["./debug"]["import"]["default"]
+    builds = {"socket.io-client": default, "socket.io-client/debug": debug_build,
+              "dist/socket.io.js": "./dist/socket.io.js", "dist/socket.io.min.js": "./dist/socket.io.min.js"}
+    counts = {}
+    for name, target in builds.items():
+        path = root / target
+        folder = path.parent if target.endswith("index.js") and "dist" not in target else None
+        files = sorted(folder.glob("*.js")) if folder else [path]
+        counts[name] = sum(len(re.findall(r"\bdebug\(", f.read_text(errors="replace"))) for f in files)
+    _require(counts["socket.io-client"] == 0 and counts["dist/socket.io.min.js"] == 0,
+             f"the bundlers' build and the minified bundle log nothing ({counts})")
+    _require(counts["socket.io-client/debug"] > 0 and counts["dist/socket.io.js"] > 0,
+             f"socket.io-client/debug and dist/socket.io.js log ({counts})")
+    return counts
+
+
+def one_timeline(records: Records, client: str) -> None:
+    """One client's session in one trace: the polling handshake, the upgrade request, the probe frames and
+    the decoded Socket.IO packets, in time order on one clock, all with the same Engine.IO sid."""
+    recs = [r for r in records if r.client == client]
+    opened = [r for r in recs if r.eio == "open"]
+    _require(opened and opened[0].transport == "polling", f"{client}'s session opened by polling", recs)
+    probe = [r for r in recs if r.transport == "websocket" and r.raw in ("2probe", "3probe")]
+    connect = [r for r in recs if r.sio == "connect"]
+    event = [r for r in recs if r.kind == "packet" and r.sio == "event"]
+    _require(len(probe) == 2 and connect and event, f"{client}'s probe, CONNECT and events are all there", recs)
+    _require(opened[0].t < probe[0].t < probe[1].t <= event[-1].t, "in time order, on one clock", recs)
+    sids = {r.sid for r in recs if r.kind == "packet" and r.sid}
+    _require(len(sids) == 1, f"every packet of {client} carries the same Engine.IO sid ({sids})", recs)
 
 # ---------------------------------------------------------------- the cheat sheet
 #: Requests a server must refuse, as (name, method, query string); ``sid`` is replaced by a live session id.

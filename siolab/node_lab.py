@@ -16,7 +16,7 @@ from .base import BaseLab
 from .instrument import record_session_end
 from .node_config import node_options, origins
 from .node_env import NODE_DIR, installed
-from .node_process import NodeError, NodeProcess, NodeSyntaxError
+from .node_process import NodeError, NodeProcess, NodeSyntaxError, debug_env, debug_lines
 from .process import ServerProcess
 from .tap import Tap
 from .trace import DEFAULT_LIMIT, Trace
@@ -53,6 +53,12 @@ class NodeServer:
     def stderr(self) -> str:
         """What Node.js wrote to stderr (the last lines): warnings, and why it died if it did."""
         return self.process.stderr
+
+    @property
+    def debug_lines(self) -> list[str]:
+        """What the server's ``debug`` module wrote (``debug=`` on start), as ``DEBUG=socket.io* node app.js``
+        prints it; newest last."""
+        return debug_lines(self.process.stderr)
 
     @property
     def version(self) -> str | None:
@@ -97,11 +103,12 @@ class NodeLab(BaseLab):
     scope), behind the tap. Options are the python lab's (``ping_interval`` in seconds, ``path``,
     ``transports``, ``cors_allowed_origins``, ``connection_state_recovery``...; ``node_options={...}``
     goes to ``new Server()`` as is, last). CORS is same-origin by default, as in the python lab.
+    ``debug="socket.io*"`` sets ``DEBUG`` for the server (``lab.node.debug_lines``).
     """
 
     def __init__(self, code: str, *, ping_interval: float = 5, ping_timeout: float = 5, host: str = "127.0.0.1",
                  trace_limit: int | None = DEFAULT_LIMIT, cors_allowed_origins: Any = None,
-                 start_timeout: float = 20, **server_options: Any) -> None:
+                 start_timeout: float = 20, debug: str | None = None, **server_options: Any) -> None:
         if not isinstance(code, str):
             raise TypeError(f"node={code!r}: the server's JavaScript, as a string")
         super().__init__(ping_interval=ping_interval, ping_timeout=ping_timeout, host=host, trace_limit=trace_limit,
@@ -114,7 +121,7 @@ class NodeLab(BaseLab):
             self.socketio_path = path.strip("/")
         config = {"code": code, "options": self.node_options, "origins": origins(cors_allowed_origins)}
         process = NodeProcess(LAB_SCRIPT, input=json.dumps(config), on_message=self._on_message,
-                              on_exit=self._on_exit, start_timeout=start_timeout)
+                              on_exit=self._on_exit, start_timeout=start_timeout, **debug_env(debug))
         self.node = NodeServer(self, process)
 
     @property

@@ -50,13 +50,15 @@ class NodeProcess:
 
     def __init__(self, script: Path, args: list[str] | None = None, *, input: str | None = None,
                  on_message: Callable[[dict], None] | None = None, on_exit: Callable[[int | None], None] | None = None,
-                 node_dir: Path = NODE_DIR, start_timeout: float = 20) -> None:
+                 node_dir: Path = NODE_DIR, start_timeout: float = 20, env: dict[str, str] | None = None,
+                 stderr_lines: int = STDERR_LINES) -> None:
         self.script, self.args, self.input = script, list(args or []), input
+        self.env = dict(env or {})  # added to the kernel's environment, e.g. {"DEBUG": "socket.io*"}
         self.on_message, self.on_exit = on_message, on_exit
         self.node_dir, self.start_timeout = node_dir, start_timeout
         self.port: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._tasks: list[asyncio.Task] = []
         self._ready: asyncio.Future | None = None
         self._stopping = False
@@ -94,7 +96,7 @@ class NodeProcess:
             return
         node = find_node()
         modules = await ensure_packages(self.node_dir)
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         if modules != self.node_dir / "node_modules":  # the per-user cache: require() looks there too
             env["NODE_PATH"] = os.pathsep.join(p for p in (str(modules), env.get("NODE_PATH")) if p)
         want = port if port is not None else self.port or 0
@@ -202,6 +204,20 @@ class NodeProcess:
     def __repr__(self) -> str:
         state = f"pid {self.pid} {self.url}" if self.running else "stopped"
         return f"<NodeProcess {self.script.name} {state}>"
+
+
+def debug_env(debug: str | None) -> dict:
+    """NodeProcess options for the ``debug`` module's namespaces (``DEBUG``), or none. Its lines go to
+    stderr, without colours when stderr is a pipe; more of them are kept than a process's error tail."""
+    if debug is None:
+        return {}
+    if not isinstance(debug, str) or not debug.strip():
+        raise ValueError(f"debug={debug!r}: the debug module's namespaces, e.g. 'socket.io-client:*'")
+    return {"env": {"DEBUG": debug, "DEBUG_COLORS": "0"}, "stderr_lines": 2000}
+
+
+def debug_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
 
 
 def startup_error(message: dict[str, Any]) -> NodeError:
